@@ -1,0 +1,53 @@
+//! The compiler behind `pipeline!` and `#[stage]`.
+//!
+//! A normal library, so every phase can be unit- and snapshot-tested
+//! without a proc-macro boundary:
+//!
+//! 1. [`parse`]: tokens to statements, chains and nodes.
+//! 2. [`graph`]: statements to a graph IR.
+//! 3. [`validate`]: the compile-time checks.
+//! 4. [`codegen`]: the graph to Rust that targets `pipeline::__private`.
+//!
+//! Errors from every phase are gathered in one [`Diagnostics`] and reported
+//! together, each at the user's tokens.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod builtins;
+pub mod codegen;
+pub mod diagnostics;
+pub mod graph;
+pub mod options;
+pub mod parse;
+pub mod stage_attr;
+pub mod validate;
+
+use proc_macro2::{Span, TokenStream};
+
+pub use diagnostics::Diagnostics;
+pub use stage_attr::expand_stage;
+
+/// Expands the body of a `pipeline! { .. }` invocation.
+pub fn expand_pipeline(input: TokenStream) -> TokenStream {
+    expand_pipeline_at(input, Span::call_site())
+}
+
+/// Expands a `pipeline!` body, reporting whole-invocation errors (such as an
+/// empty pipeline) at `call_site`.
+pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
+    let mut diagnostics = Diagnostics::new();
+    let ast = parse::parse(input, &mut diagnostics);
+    let (graph, options) = graph::Graph::build(ast);
+    let verdict = validate::validate(&graph, &options, call_site, &mut diagnostics);
+    codegen::generate(&graph, &verdict, &diagnostics)
+}
+
+/// Parses and validates a `pipeline!` body, returning the error messages
+/// (used by tests and fuzzing).
+pub fn check_pipeline(input: TokenStream) -> Vec<String> {
+    let mut diagnostics = Diagnostics::new();
+    let ast = parse::parse(input, &mut diagnostics);
+    let (graph, options) = graph::Graph::build(ast);
+    validate::validate(&graph, &options, Span::call_site(), &mut diagnostics);
+    diagnostics.messages()
+}

@@ -1,0 +1,429 @@
+//! `#[stage]`: a function becomes a stage.
+//!
+//! The function is kept as written, so it stays callable. Beside it the
+//! attribute adds a braced struct of the same name (types and values live in
+//! separate namespaces), and implements the stage traits for that struct.
+//! `pipeline!` turns a bare name `parse` into `parse {}`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{FnArg, Item, ItemFn, ReturnType, Type, TypeParamBound};
+
+use crate::diagnostics::{Diagnostics, suggestion};
+
+const ARGUMENTS: &[&str] = &["source", "sink", "flat"];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Transform,
+    Source,
+    Sink,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Returns the output itself.
+    Plain,
+    /// Returns `Option<T>`: `None` filters the item.
+    Optional,
+    /// Returns `Result<T, E>`: `Err` fails the item.
+    Fallible,
+    /// Returns an iterator of outputs.
+    Flat,
+}
+
+/// Expands `#[stage(args)] item`.
+pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut diagnostics = Diagnostics::new();
+    let (role, flat) = parse_args(args, &mut diagnostics);
+    let function = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(function)) => function,
+        Ok(other) => {
+            let what = match &other {
+                Item::Struct(_) => {
+                    "a struct; to make a struct a stage, implement `pipeline::Stage` for it"
+                }
+                Item::Enum(_) => "an enum; implement `pipeline::Stage` for it instead",
+                Item::Impl(_) => "an impl block; put it on a free function",
+                Item::Trait(_) => "a trait",
+                _ => "this item",
+            };
+            let span = item_keyword_span(&other);
+            diagnostics.error(
+                span,
+                format!("`#[stage]` goes on a function (`fn` or `async fn`), not on {what}"),
+            );
+            let errors = diagnostics.to_compile_errors();
+            return quote!(#errors #item);
+        }
+        Err(error) => {
+            diagnostics.push(error);
+            let errors = diagnostics.to_compile_errors();
+            return quote!(#errors #item);
+        }
+    };
+    let generated = stage_impl(&function, role, flat, &mut diagnostics);
+    let errors = diagnostics.to_compile_errors();
+    // On error the function is still emitted unchanged, so calls to it keep
+    // type-checking and only the attribute's mistake is reported.
+    quote! {
+        #errors
+        #function
+        #generated
+    }
+}
+
+fn item_keyword_span(item: &Item) -> Span {
+    match item {
+        Item::Struct(s) => s.struct_token.span,
+        Item::Enum(e) => e.enum_token.span,
+        Item::Impl(i) => i.impl_token.span,
+        Item::Trait(t) => t.trait_token.span,
+        other => other.span(),
+    }
+}
+
+fn parse_args(args: TokenStream, diagnostics: &mut Diagnostics) -> (Role, bool) {
+    let mut role = Role::Transform;
+    let mut flat = false;
+    let parser = syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated;
+    let metas = match syn::parse::Parser::parse2(parser, args) {
+        Ok(metas) => metas,
+        Err(error) => {
+            diagnostics.push(error);
+            return (role, flat);
+        }
+    };
+    for meta in metas {
+        let key = meta
+            .path()
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match (key.as_str(), &meta) {
+            ("source", syn::Meta::Path(_)) => role = Role::Source,
+            ("sink", syn::Meta::Path(_)) => role = Role::Sink,
+            ("flat", syn::Meta::Path(_)) => flat = true,
+            _ => diagnostics.error_spanned(
+                &meta,
+                format!(
+                    "unknown `#[stage]` argument `{key}`{}; expected one of `source`, `sink`, `flat`",
+                    suggestion(&key, ARGUMENTS.iter().copied())
+                ),
+            ),
+        }
+    }
+    (role, flat)
+}
+
+fn stage_impl(
+    function: &ItemFn,
+    role: Role,
+    flat: bool,
+    diagnostics: &mut Diagnostics,
+) -> TokenStream {
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let vis = &function.vis;
+    let private = quote!(::pipeline::__private);
+    let errors_before = diagnostics.len();
+    if !sig.generics.params.is_empty() {
+        diagnostics.error_spanned(
+            &sig.generics,
+            "a `#[stage]` function cannot be generic; write one stage per item type, \
+             or implement `pipeline::Stage` for a struct",
+        );
+    }
+    if let Some(receiver) = sig.receiver() {
+        diagnostics.error_spanned(
+            receiver,
+            "a `#[stage]` function cannot take `self`; make it a free function, \
+             or implement `pipeline::Stage` for your type to keep state",
+        );
+    }
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let wants_context = typed.len() == 2 && is_context_ref(&typed[1].ty);
+    let item_params = if wants_context { 1 } else { typed.len() };
+    match role {
+        Role::Source if !typed.is_empty() => diagnostics.error_spanned(
+            &sig.inputs,
+            "a `#[stage(source)]` function takes no parameters and returns the items, \
+             as an iterator or a stream",
+        ),
+        Role::Source => {}
+        _ if sig.receiver().is_some() => {}
+        _ if item_params != 1 => diagnostics.error(
+            if sig.inputs.is_empty() {
+                sig.paren_token.span.join()
+            } else {
+                sig.inputs.span()
+            },
+            format!(
+                "a `#[stage]` function takes exactly one item, found {item_params}; \
+                 allowed forms are `fn(item: T)` and `fn(item: T, ctx: &StageContext)`{}",
+                if item_params == 0 {
+                    ", or mark a function that produces items with `#[stage(source)]`"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(first) = typed.first()
+        && role != Role::Source
+        && let Type::Reference(reference) = &*first.ty
+    {
+        diagnostics.error_spanned(
+            reference,
+            "a stage takes its item by value; items move through the pipeline, \
+             so write the owned type (for example `String` instead of `&str`)",
+        );
+    }
+    if role == Role::Source && sig.asyncness.is_some() {
+        diagnostics.error_spanned(
+            sig.asyncness,
+            "a `#[stage(source)]` function cannot be `async`; return a `Stream` instead",
+        );
+    }
+    if diagnostics.len() != errors_before {
+        return quote! {
+            #[allow(non_camel_case_types, dead_code)]
+            #vis struct #name {}
+        };
+    }
+    let ret: Type = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let doc = format!("The stage made by `#[stage]` from the function [`{name}()`]({name}()).");
+    let header = quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {}
+    };
+    if role == Role::Source {
+        return source_impl(name, &ret, header, diagnostics);
+    }
+    let input = &typed[0].ty;
+    let shape = if flat || is_impl_iterator(&ret) {
+        Shape::Flat
+    } else {
+        match last_segment(&ret).as_deref() {
+            Some("Result") => Shape::Fallible,
+            Some("Option") => Shape::Optional,
+            _ => Shape::Plain,
+        }
+    };
+    let call_args = if wants_context {
+        quote!(item, ctx)
+    } else {
+        quote!(item)
+    };
+    let await_ = sig.asyncness.map(|_| quote!(.await));
+    let call = quote!(#name(#call_args) #await_);
+    let (out_ty, error_ty, body) = match (role, shape) {
+        (Role::Sink, Shape::Fallible) => (
+            quote!(#private::Never),
+            quote!(<#ret as #private::Fallible>::Err),
+            quote! { #private::Fallible::into_result(#call).map(|_| ()) },
+        ),
+        (Role::Sink, _) => (
+            quote!(#private::Never),
+            quote!(#private::Never),
+            quote! { let _ = #call; ::core::result::Result::Ok(()) },
+        ),
+        (_, Shape::Plain) => (
+            quote!(#ret),
+            quote!(#private::Never),
+            quote! { out.emit(#call); ::core::result::Result::Ok(()) },
+        ),
+        (_, Shape::Optional) => (
+            quote!(<#ret as #private::Optional>::Some),
+            quote!(#private::Never),
+            quote! {
+                if let ::core::option::Option::Some(value) = #private::Optional::into_option(#call) {
+                    out.emit(value);
+                }
+                ::core::result::Result::Ok(())
+            },
+        ),
+        (_, Shape::Fallible) => (
+            quote!(<#ret as #private::Fallible>::Ok),
+            quote!(<#ret as #private::Fallible>::Err),
+            quote! {
+                out.emit(#private::Fallible::into_result(#call)?);
+                ::core::result::Result::Ok(())
+            },
+        ),
+        (_, Shape::Flat) => (
+            flat_item(&ret).unwrap_or_else(|| quote!(<#ret as ::core::iter::IntoIterator>::Item)),
+            quote!(#private::Never),
+            quote! { out.extend(#call); ::core::result::Result::Ok(()) },
+        ),
+    };
+    let sink_marker = (role == Role::Sink).then(|| quote!(impl #private::IsSink for #name {}));
+    let ret_span = ret.span();
+    let processing = if sig.asyncness.is_some() {
+        quote_spanned! {ret_span=>
+            async fn process(
+                &mut self,
+                item: #input,
+                out: &mut #private::Emit<'_, Self::Out>,
+                ctx: &#private::StageContext,
+            ) -> ::core::result::Result<(), Self::Error> {
+                let _ = ctx;
+                #body
+            }
+        }
+    } else {
+        quote_spanned! {ret_span=>
+            #[inline]
+            fn process(
+                &mut self,
+                item: #input,
+                out: &mut #private::Emit<'_, Self::Out>,
+                ctx: &#private::StageContext,
+            ) -> impl #private::Future<Output = ::core::result::Result<(), Self::Error>> {
+                ::core::future::ready(Self::__pipeline_call(item, out, ctx))
+            }
+
+            fn process_chunk(
+                &mut self,
+                input: &mut #private::Vec<#input>,
+                out: &mut #private::Vec<Self::Out>,
+                failures: &mut #private::Failures<Self::Error>,
+                ctx: &#private::StageContext,
+            ) -> impl #private::Future<Output = ()> {
+                for item in input.drain(..) {
+                    let before = out.len();
+                    match Self::__pipeline_call(item, &mut #private::Emit::new(out), ctx) {
+                        ::core::result::Result::Ok(()) => failures.note_output(out.len() - before),
+                        ::core::result::Result::Err(error) => failures.fail(error),
+                    }
+                }
+                ::core::future::ready(())
+            }
+        }
+    };
+    let helper = sig.asyncness.is_none().then(|| {
+        quote_spanned! {ret_span=>
+            impl #name {
+                #[inline]
+                #[allow(unused_variables)]
+                fn __pipeline_call(
+                    item: #input,
+                    out: &mut #private::Emit<'_, #out_ty>,
+                    ctx: &#private::StageContext,
+                ) -> ::core::result::Result<(), #error_ty> {
+                    #body
+                }
+            }
+        }
+    });
+    quote! {
+        #header
+        #helper
+        impl #private::Stage<#input> for #name {
+            type Out = #out_ty;
+            type Error = #error_ty;
+            #processing
+        }
+        #sink_marker
+    }
+}
+
+fn source_impl(
+    name: &syn::Ident,
+    ret: &Type,
+    header: TokenStream,
+    diagnostics: &mut Diagnostics,
+) -> TokenStream {
+    let private = quote!(::pipeline::__private);
+    let (source_ty, make) = match impl_bound(ret) {
+        Some((trait_name, item)) if trait_name == "Stream" => (
+            quote!(#private::StreamSource<::core::pin::Pin<::std::boxed::Box<dyn #private::Stream<Item = #item> + ::core::marker::Send>>>),
+            quote!(#private::stream(::std::boxed::Box::pin(#name()) as ::core::pin::Pin<::std::boxed::Box<dyn #private::Stream<Item = #item> + ::core::marker::Send>>)),
+        ),
+        Some((_, item)) => (
+            quote!(#private::Iter<::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>>),
+            quote!(#private::iter(::std::boxed::Box::new(::core::iter::IntoIterator::into_iter(#name())) as ::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>)),
+        ),
+        None if matches!(ret, Type::ImplTrait(_)) => {
+            diagnostics.error_spanned(
+                ret,
+                "a `#[stage(source)]` function returns `impl Iterator<Item = T>`, \
+                 `impl Stream<Item = T>`, or a collection",
+            );
+            return quote!(#header);
+        }
+        None => (
+            quote!(#private::Iter<<#ret as ::core::iter::IntoIterator>::IntoIter>),
+            quote!(#private::iter(#name())),
+        ),
+    };
+    quote! {
+        #header
+        impl #private::IntoSource for #name {
+            type Source = #source_ty;
+            fn into_source(self) -> Self::Source {
+                #make
+            }
+        }
+    }
+}
+
+fn is_context_ref(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => last_segment(&r.elem).as_deref() == Some("StageContext"),
+        _ => false,
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Group(g) => last_segment(&g.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        _ => None,
+    }
+}
+
+fn is_impl_iterator(ty: &Type) -> bool {
+    impl_bound(ty).is_some_and(|(name, _)| name.contains("Iterator"))
+}
+
+/// For `impl Trait<Item = X>`, the trait's name and `X`.
+fn impl_bound(ty: &Type) -> Option<(String, TokenStream)> {
+    let Type::ImplTrait(imp) = ty else {
+        return None;
+    };
+    imp.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(t) = bound else {
+            return None;
+        };
+        let segment = t.path.segments.last()?;
+        let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            syn::GenericArgument::AssocType(assoc) if assoc.ident == "Item" => {
+                let item = &assoc.ty;
+                Some((segment.ident.to_string(), quote!(#item)))
+            }
+            _ => None,
+        })
+    })
+}
+
+fn flat_item(ty: &Type) -> Option<TokenStream> {
+    impl_bound(ty).map(|(_, item)| item)
+}

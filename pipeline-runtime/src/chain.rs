@@ -1,0 +1,231 @@
+//! Fusion: a linear run of stages executed inside one task as direct calls.
+//!
+//! A fused chain is pulled chunk by chunk from its end. [`Head`] fills a
+//! chunk from its [`Source`]; each [`Fuse`] pulls a chunk from the chain
+//! before it and runs it through one stage. The nesting is static, so the
+//! compiler sees through the whole chain and a run of synchronous stages
+//! becomes one loop per stage over a chunk held in cache.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::lifecycle::Control;
+use crate::metrics::StageStats;
+use crate::stage::{Failures, Pull, Source, Stage, StageContext};
+
+/// Items pulled from a source per chunk unless the pipeline says otherwise.
+pub const DEFAULT_CHUNK: usize = 512;
+
+/// A fused chain of stages that can be pulled for chunks of output.
+pub trait Chain {
+    /// The items the chain emits.
+    type Out;
+
+    /// Initialises every stage, source first.
+    fn init(&mut self) -> impl Future<Output = Result<(), Error>>;
+
+    /// Pulls the next chunk of outputs into `out` (which may stay empty if
+    /// every item of the chunk was filtered). Returns [`Pull::Done`] with the
+    /// chain's last chunk.
+    fn pull(
+        &mut self,
+        out: &mut Vec<Self::Out>,
+        control: &Control,
+    ) -> impl Future<Output = Result<Pull, Error>>;
+
+    /// Closes every stage, source first, so each sees its input end before
+    /// it closes.
+    fn close(&mut self) -> impl Future<Output = Result<(), Error>>;
+}
+
+/// The type of item a chain emits, known without checking the chain.
+///
+/// The generated code uses it to tell a closure its parameter type, and it
+/// is implemented without bounds so that a type error earlier in the chain
+/// is reported once, not again at every later stage.
+pub trait Outputs {
+    /// The items the chain emits.
+    type Out;
+}
+
+/// The start of a chain: a source.
+pub struct Head<S> {
+    source: S,
+    ctx: StageContext,
+    chunk: usize,
+}
+
+impl<S> Head<S> {
+    /// A chain head reading chunks of up to `chunk` items from `source`.
+    pub fn new(source: S, stats: Arc<StageStats>, chunk: usize) -> Self {
+        Head {
+            source,
+            ctx: StageContext::new(stats),
+            chunk: chunk.max(1),
+        }
+    }
+}
+
+impl<S: Source> Outputs for Head<S> {
+    type Out = S::Out;
+}
+
+impl<S: Source> Chain for Head<S> {
+    type Out = S::Out;
+
+    async fn init(&mut self) -> Result<(), Error> {
+        self.source
+            .init(&self.ctx)
+            .await
+            .map_err(|source| Error::Init {
+                stage: self.ctx.name(),
+                source,
+            })
+    }
+
+    async fn pull(&mut self, out: &mut Vec<S::Out>, control: &Control) -> Result<Pull, Error> {
+        if control.is_stopping() {
+            return Ok(Pull::Done);
+        }
+        let before = out.len();
+        let max = before + self.chunk;
+        let filled = {
+            let fill = self.source.fill(out, max, &self.ctx);
+            tokio::select! {
+                biased;
+                filled = fill => filled,
+                () = control.stopping() => Ok(Pull::Done),
+            }
+        };
+        self.ctx
+            .stats()
+            .record_produced((out.len() - before) as u64);
+        match filled {
+            Ok(pull) => Ok(pull),
+            Err(error) => {
+                self.ctx.stats().record_source_error();
+                tracing::warn!(stage = self.ctx.name(), %error, "source read failed");
+                Ok(Pull::More)
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.source
+            .close(&self.ctx)
+            .await
+            .map_err(|source| Error::Close {
+                stage: self.ctx.name(),
+                source,
+            })
+    }
+}
+
+/// A chain `A` followed by the stage `B`, which takes `M` and emits `O`.
+///
+/// `M` and `O` are parameters rather than projections so that this type
+/// stays well-formed, and the mismatch is reported only where it is made.
+pub struct Fuse<A, B, M, O, E> {
+    upstream: A,
+    stage: B,
+    ctx: StageContext,
+    input: Vec<M>,
+    failures: Failures<E>,
+    _out: PhantomData<fn() -> O>,
+}
+
+impl<A, B, M, O, E> Fuse<A, B, M, O, E> {
+    /// `upstream` followed by `stage`, counting into `stats`.
+    pub fn new(upstream: A, stage: B, stats: Arc<StageStats>) -> Self {
+        Fuse {
+            upstream,
+            stage,
+            ctx: StageContext::new(stats),
+            input: Vec::new(),
+            failures: Failures::default(),
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<A, B, M, O, E> Outputs for Fuse<A, B, M, O, E> {
+    type Out = O;
+}
+
+impl<A, B, M, O, E> Chain for Fuse<A, B, M, O, E>
+where
+    A: Chain<Out = M>,
+    B: Stage<M, Out = O, Error = E>,
+    E: std::fmt::Display,
+{
+    type Out = O;
+
+    async fn init(&mut self) -> Result<(), Error> {
+        self.upstream.init().await?;
+        self.stage
+            .init(&self.ctx)
+            .await
+            .map_err(|source| Error::Init {
+                stage: self.ctx.name(),
+                source,
+            })
+    }
+
+    async fn pull(&mut self, out: &mut Vec<O>, control: &Control) -> Result<Pull, Error> {
+        let pull = self.upstream.pull(&mut self.input, control).await?;
+        let items_in = self.input.len();
+        if items_in == 0 {
+            return Ok(pull);
+        }
+        let before = out.len();
+        self.stage
+            .process_chunk(&mut self.input, out, &mut self.failures, &self.ctx)
+            .await;
+        // A stage that leaves inputs behind would lose them silently.
+        debug_assert!(self.input.is_empty(), "a stage must drain its input chunk");
+        self.input.clear();
+        let name = self.ctx.name();
+        let (filtered, errors) = self.failures.take();
+        let mut failed = 0;
+        for (position, error) in errors {
+            failed += 1;
+            tracing::warn!(stage = name, item = position, %error, "item failed; dropped");
+        }
+        self.ctx.stats().record_chunk(
+            items_in as u64,
+            (out.len() - before) as u64,
+            filtered,
+            failed,
+        );
+        Ok(pull)
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.upstream.close().await?;
+        self.stage
+            .close(&self.ctx)
+            .await
+            .map_err(|source| Error::Close {
+                stage: self.ctx.name(),
+                source,
+            })
+    }
+}
+
+/// Runs a chain to completion: initialise, pull until the source is done
+/// (or the pipeline is stopped), then close.
+pub async fn drive<C: Chain>(mut chain: C, control: Control) -> Result<(), Error> {
+    chain.init().await?;
+    let mut out = Vec::new();
+    loop {
+        let pull = chain.pull(&mut out, &control).await?;
+        // Only a sink ends a complete chain, and sinks emit nothing.
+        out.clear();
+        if pull == Pull::Done {
+            break;
+        }
+    }
+    chain.close().await
+}

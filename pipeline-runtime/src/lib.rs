@@ -1,0 +1,30 @@
+//! The runtime that `pipeline!` expands to: stages, fused chains, batched
+//! channels, lifecycle and reports.
+//!
+//! Most users reach it through the `pipeline` facade crate. The modules:
+//!
+//! * [`stage`]: the typed stage traits ([`Stage`](stage::Stage),
+//!   [`SyncStage`](stage::SyncStage), [`Source`](stage::Source)).
+//! * [`chain`]: fusion of a linear run of stages into one task.
+//! * [`channel`]: the bounded, batched edge between tasks.
+//! * [`envelope`] and [`batch`]: item metadata and batches.
+//! * [`transform`] and [`io`]: the built-in stages.
+//! * [`lifecycle`]: running, stopping and joining a pipeline.
+//! * [`metrics`]: per-stage counters and the [`Report`](metrics::Report).
+//! * [`graph`]: the shape of a pipeline at run time.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod chain;
+pub mod channel;
+pub mod envelope;
+pub mod error;
+pub mod graph;
+pub mod io;
+pub mod lifecycle;
+pub mod metrics;
+pub mod stage;
+pub mod transform;
+
+pub use error::Error;

@@ -1,0 +1,188 @@
+//! Starting, stopping and joining a pipeline.
+//!
+//! | how it ends | sources | items in flight | `close` hooks | result |
+//! | --- | --- | --- | --- | --- |
+//! | complete | exhausted | all processed | run | `Ok(Report)` |
+//! | [`stop`](PipelineHandle::stop) | stop reading at the next chunk | all processed | run | `Ok(Report)` with `stopped` |
+//! | [`abort`](PipelineHandle::abort) | dropped | dropped | not run | `Err(Error::Aborted)` |
+//! | a stage's `init` or `close` fails | stop | dropped | not run | `Err(Error::Init / Close)` |
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::metrics::{Report, StageReport, StageStats};
+
+/// The stop signal shared by a pipeline's tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    inner: Arc<ControlInner>,
+}
+
+#[derive(Debug, Default)]
+struct ControlInner {
+    stopping: AtomicBool,
+    notify: Notify,
+}
+
+impl Control {
+    /// A control that has not been stopped.
+    pub fn new() -> Self {
+        Control::default()
+    }
+
+    /// Asks the sources to stop; in-flight items still drain.
+    pub fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Whether [`stop`](Control::stop) has been called.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    /// Completes once [`stop`](Control::stop) has been called.
+    pub async fn stopping(&self) {
+        let notified = self.inner.notify.notified();
+        tokio::pin!(notified);
+        // Registering before the check closes the race with a concurrent stop.
+        notified.as_mut().enable();
+        if self.is_stopping() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// A pipeline built by `pipeline!`, ready to run.
+///
+/// Nothing happens until [`run`](Pipeline::run) is awaited or
+/// [`spawn`](Pipeline::spawn) is called.
+#[must_use = "a pipeline does nothing until `.run().await` or `.spawn()`"]
+pub struct Pipeline<F> {
+    stages: Arc<[Arc<StageStats>]>,
+    body: F,
+}
+
+impl<F, Fut> Pipeline<F>
+where
+    F: FnOnce(Control) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    /// A pipeline whose stages count into `stages` and whose work is `body`.
+    pub fn new(stages: Vec<Arc<StageStats>>, body: F) -> Self {
+        Pipeline {
+            stages: stages.into(),
+            body,
+        }
+    }
+
+    /// Runs the pipeline in the current task until it completes.
+    ///
+    /// Stages may borrow from the caller, since nothing is spawned.
+    pub async fn run(self) -> Result<Report, Error> {
+        let control = Control::new();
+        let started = Instant::now();
+        (self.body)(control.clone()).await?;
+        Ok(report(&self.stages, started, control.is_stopping()))
+    }
+
+    /// Starts the pipeline on the tokio runtime and returns a handle to
+    /// stop, abort or join it.
+    pub fn spawn(self) -> PipelineHandle
+    where
+        F: Send + 'static,
+        Fut: Send + 'static,
+    {
+        let control = Control::new();
+        let stages = Arc::clone(&self.stages);
+        let body = self.body;
+        let task_control = control.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            body(task_control.clone()).await?;
+            Ok(report(&stages, started, task_control.is_stopping()))
+        });
+        PipelineHandle {
+            control,
+            stages: self.stages,
+            task,
+        }
+    }
+
+    /// The names of the pipeline's stages, in the order they were written.
+    pub fn stage_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.stages.iter().map(|s| s.name())
+    }
+}
+
+fn report(stages: &[Arc<StageStats>], started: Instant, stopped: bool) -> Report {
+    Report {
+        stages: stages.iter().map(|s| StageReport::from_stats(s)).collect(),
+        duration: started.elapsed(),
+        stopped,
+    }
+}
+
+/// A running pipeline, from [`Pipeline::spawn`].
+///
+/// Dropping the handle does not stop the pipeline; it runs to completion
+/// in the background.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    control: Control,
+    stages: Arc<[Arc<StageStats>]>,
+    task: JoinHandle<Result<Report, Error>>,
+}
+
+impl PipelineHandle {
+    /// Stops gracefully: sources stop reading, every item already read is
+    /// processed, and every stage is closed. Returns at once; use
+    /// [`join`](PipelineHandle::join) to wait for the end.
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    /// Stops immediately: items in flight are dropped and `close` hooks do
+    /// not run. [`join`](PipelineHandle::join) then returns
+    /// [`Error::Aborted`].
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// The counts so far, while the pipeline runs.
+    pub fn snapshot(&self) -> Vec<StageReport> {
+        self.stages
+            .iter()
+            .map(|s| StageReport::from_stats(s))
+            .collect()
+    }
+
+    /// Whether the pipeline has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the pipeline to end and returns its report.
+    pub async fn join(self) -> Result<Report, Error> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) if join.is_cancelled() => Err(Error::Aborted),
+            Err(join) => {
+                let panic = join.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                Err(Error::Panicked { message })
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::stage::{Emit, Failures, Never, StageContext, SyncStage};
+
+/// Emits `x` for each item where `f` returns `Some(x)`. See [`filter_map`].
+pub struct FilterMap<I, F> {
+    f: F,
+    _in: PhantomData<fn(I)>,
+}
+
+/// A stage that transforms and filters in one step: `None` filters the item.
+///
+/// ```
+/// # use pipeline_runtime::transform::filter_map;
+/// let numbers = filter_map(|s: String| s.parse::<u64>().ok());
+/// # let _ = numbers;
+/// ```
+pub fn filter_map<I, O, F: FnMut(I) -> Option<O>>(f: F) -> FilterMap<I, F> {
+    FilterMap {
+        f,
+        _in: PhantomData,
+    }
+}
+
+impl<I, O, F: FnMut(I) -> Option<O>> SyncStage<I> for FilterMap<I, F> {
+    type Out = O;
+    type Error = Never;
+
+    #[inline]
+    fn process(&mut self, item: I, out: &mut Emit<'_, O>, _: &StageContext) -> Result<(), Never> {
+        if let Some(value) = (self.f)(item) {
+            out.emit(value);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn process_chunk(
+        &mut self,
+        input: &mut Vec<I>,
+        out: &mut Vec<O>,
+        failures: &mut Failures<Never>,
+        _: &StageContext,
+    ) {
+        let items = input.len();
+        let before = out.len();
+        out.extend(input.drain(..).filter_map(&mut self.f));
+        let kept = out.len() - before;
+        failures.note_passed(kept);
+        failures.note_filtered(items - kept);
+    }
+}
+
+impl<I, F> fmt::Debug for FilterMap<I, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FilterMap")
+    }
+}
+
+crate::sync_stage!(impl[I, O, F: FnMut(I) -> Option<O>] FilterMap<I, F>: I where);

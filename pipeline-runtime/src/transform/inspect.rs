@@ -1,0 +1,57 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::stage::{Emit, Failures, Never, StageContext, SyncStage};
+
+/// Calls a function on each item and passes it on. See [`inspect`].
+pub struct Inspect<I, F> {
+    f: F,
+    _in: PhantomData<fn(I)>,
+}
+
+/// A stage that looks at each item (to log or count it) and passes it on
+/// unchanged.
+///
+/// ```
+/// # use pipeline_runtime::transform::inspect;
+/// let log = inspect(|x: &u64| println!("saw {x}"));
+/// # let _ = log;
+/// ```
+pub fn inspect<I, F: FnMut(&I)>(f: F) -> Inspect<I, F> {
+    Inspect {
+        f,
+        _in: PhantomData,
+    }
+}
+
+impl<I, F: FnMut(&I)> SyncStage<I> for Inspect<I, F> {
+    type Out = I;
+    type Error = Never;
+
+    #[inline]
+    fn process(&mut self, item: I, out: &mut Emit<'_, I>, _: &StageContext) -> Result<(), Never> {
+        (self.f)(&item);
+        out.emit(item);
+        Ok(())
+    }
+
+    #[inline]
+    fn process_chunk(
+        &mut self,
+        input: &mut Vec<I>,
+        out: &mut Vec<I>,
+        failures: &mut Failures<Never>,
+        _: &StageContext,
+    ) {
+        failures.note_passed(input.len());
+        out.extend(input.drain(..).inspect(&mut self.f));
+    }
+}
+
+impl<I, F> fmt::Debug for Inspect<I, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Inspect")
+    }
+}
+
+crate::sync_stage!(impl[I, F: FnMut(&I)] Inspect<I, F>: I where);

@@ -1,0 +1,18 @@
+//! Built-in transforms: closures turned into stages.
+//!
+//! Each carries its input type as a parameter so that `pipeline!` can tell
+//! the closure its argument type, as an iterator chain does.
+
+mod filter;
+mod filter_map;
+mod flat_map;
+mod inspect;
+mod map;
+mod then;
+
+pub use filter::{Filter, filter};
+pub use filter_map::{FilterMap, filter_map};
+pub use flat_map::{FlatMap, flat_map};
+pub use inspect::{Inspect, inspect};
+pub use map::{Map, map};
+pub use then::{Then, then};
