@@ -74,6 +74,23 @@ fn futures_chain(rt: &Runtime, n: u64) -> u64 {
     black_box(sum)
 }
 
+/// (d) The library: the same chain as a `pipeline!`. Sync closures fuse into
+/// one task, and each stage runs over a chunk as a plain loop, so there is
+/// no per-item future or channel.
+fn pipeline_variant(rt: &Runtime, n: u64) -> u64 {
+    use pipeline::pipeline;
+    let n = black_box(n);
+    let mut sum = 0u64;
+    rt.block_on(
+        pipeline! {
+            iter(0..n) >> map(map_step) >> filter(keep) >> for_each(|x| sum = sum.wrapping_add(x));
+        }
+        .run(),
+    )
+    .expect("the benchmark pipeline runs to completion");
+    black_box(sum)
+}
+
 /// (c) What a user would write by hand without the library: one spawned task
 /// per stage, joined by bounded `tokio::sync::mpsc` channels, one message per
 /// item. Every item pays for three channel hand-offs and the wake-ups between
@@ -205,8 +222,9 @@ fn main() {
         Variant::with_items("tokio tasks + mpsc per item", N / 10, |n| {
             mpsc_tasks(&multi_thread, n)
         }),
-        // PIPELINE VARIANT: inserted by the library author, e.g.
-        // Variant::new("pipeline!", |n| pipeline_variant(&multi_thread, n)),
+        Variant::new("pipeline! (fused, 1 task)", |n| {
+            pipeline_variant(&current_thread, n)
+        }),
     ];
 
     println!("linear pipeline: source -> map -> filter -> sum");

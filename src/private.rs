@@ -167,13 +167,34 @@ pub fn then<I, Fut: Future, F: FnMut(I) -> Fut>(
     pipeline_runtime::transform::then(f)
 }
 
+/// Makes `T` only if `Self` is a valid `for_each` return type, so a wrong
+/// closure is reported once, at the closure, and not again at every use of
+/// the stage.
+pub trait SinkChecked<T> {
+    /// `T` itself.
+    type Out;
+    /// Returns `value`.
+    fn checked(value: T) -> Self::Out;
+}
+
+impl<R: pipeline_runtime::io::SinkResult, T> SinkChecked<T> for R {
+    type Out = T;
+    #[inline]
+    fn checked(value: T) -> T {
+        value
+    }
+}
+
 /// `for_each(f)` with a synchronous `f`, after a chain emitting `I`.
-pub fn for_each<I, R, F>(_: PhantomData<I>, f: F) -> pipeline_runtime::io::ForEach<I, F>
+pub fn for_each<I, R, F>(
+    _: PhantomData<I>,
+    f: F,
+) -> <R as SinkChecked<pipeline_runtime::io::ForEach<I, F>>>::Out
 where
-    R: pipeline_runtime::io::SinkResult,
+    R: SinkChecked<pipeline_runtime::io::ForEach<I, F>>,
     F: FnMut(I) -> R,
 {
-    pipeline_runtime::io::for_each(f)
+    R::checked(pipeline_runtime::io::for_each_unchecked(f))
 }
 
 /// `for_each(|x| async { .. })`, after a chain emitting `I`.

@@ -164,9 +164,20 @@ fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
 /// `|x| async { .. }`, `|x| async move { .. }` or `async |x| ..`.
 fn is_async_closure(expr: &Expr) -> bool {
     match expr {
-        Expr::Closure(closure) => {
-            closure.asyncness.is_some() || matches!(&*closure.body, Expr::Async(_))
-        }
+        Expr::Closure(closure) => closure.asyncness.is_some() || ends_in_async_block(&closure.body),
+        _ => false,
+    }
+}
+
+/// `async { .. }`, or a block whose value is one.
+fn ends_in_async_block(expr: &Expr) -> bool {
+    match expr {
+        Expr::Async(_) => true,
+        Expr::Block(block) => match block.block.stmts.last() {
+            Some(syn::Stmt::Expr(tail, None)) => ends_in_async_block(tail),
+            _ => false,
+        },
+        Expr::Paren(paren) => ends_in_async_block(&paren.expr),
         _ => false,
     }
 }

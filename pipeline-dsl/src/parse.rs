@@ -368,6 +368,11 @@ fn describe_expr(expr: &Expr) -> String {
             _ => "stage".into(),
         },
         Expr::MethodCall(call) => call.method.to_string(),
+        Expr::Struct(literal) => literal
+            .path
+            .segments
+            .last()
+            .map_or_else(|| "stage".into(), |s| s.ident.to_string()),
         Expr::Paren(p) => describe_expr(&p.expr),
         Expr::Group(g) => describe_expr(&g.expr),
         Expr::Path(p) => p

@@ -280,7 +280,7 @@ fn stage_impl(
                 out: &mut #private::Emit<'_, Self::Out>,
                 ctx: &#private::StageContext,
             ) -> ::core::result::Result<(), Self::Error> {
-                let _ = ctx;
+                let _ = (&ctx, &out);
                 #body
             }
         }

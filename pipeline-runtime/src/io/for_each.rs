@@ -6,6 +6,11 @@ use crate::stage::{Emit, IsSink, Never, Stage, StageContext, SyncStage};
 
 /// What a `for_each` closure may return: `()` or `Result<(), E>`, where an
 /// `Err` fails the item.
+#[diagnostic::on_unimplemented(
+    message = "a `for_each` closure must return `()` or `Result<(), E>`, not `{Self}`",
+    label = "this returns `{Self}`",
+    note = "for an async closure, write `for_each(|item| async move {{ .. }})` so the body is an `async` block"
+)]
 pub trait SinkResult {
     /// The error an item can fail with.
     type Error: fmt::Display;
@@ -26,6 +31,16 @@ impl<E: fmt::Display> SinkResult for Result<(), E> {
     #[inline]
     fn into_result(self) -> Result<(), E> {
         self
+    }
+}
+
+/// [`for_each`] without the check on `f`'s return type, for callers that
+/// check it themselves (the code `pipeline!` generates).
+#[doc(hidden)]
+pub fn for_each_unchecked<I, F>(f: F) -> ForEach<I, F> {
+    ForEach {
+        f,
+        _in: PhantomData,
     }
 }
 

@@ -8,7 +8,9 @@ mod stream;
 
 pub use collect::{Collect, Collected, collect};
 pub use discard::{Discard, discard};
-pub use for_each::{ForEach, ForEachAsync, SinkResult, for_each, for_each_async};
+pub use for_each::{
+    ForEach, ForEachAsync, SinkResult, for_each, for_each_async, for_each_unchecked,
+};
 pub use iter::{Iter, iter};
 pub use stream::{StreamSource, stream};
 

@@ -1,0 +1,5 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {};
+}

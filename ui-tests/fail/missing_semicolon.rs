@@ -1,0 +1,7 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {
+        iter(vec![1, 2, 3]) >> for_each(|x| println!("{x}"))
+    };
+}

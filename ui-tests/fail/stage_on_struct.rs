@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+#[stage]
+struct Double;
+
+fn main() {
+    let _ = Double;
+}
