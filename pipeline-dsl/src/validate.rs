@@ -60,7 +60,7 @@ pub fn validate(
             );
         }
         check_chain(graph, chain, &bound, diagnostics);
-        chain_ok.push(diagnostics.len() == errors_before);
+        chain_ok.push(!chain.is_empty() && diagnostics.len() == errors_before);
     }
     Verdict { chain_ok }
 }
@@ -71,7 +71,10 @@ fn check_chain(
     bound: &[String],
     diagnostics: &mut Diagnostics,
 ) {
-    let last = chain.len() - 1;
+    // A statement whose syntax error left no node has been reported.
+    let Some(last) = chain.len().checked_sub(1) else {
+        return;
+    };
     for (position, &index) in chain.iter().enumerate() {
         let node = graph.node(index);
         check_options(&node.ast.options, diagnostics);
@@ -170,12 +173,8 @@ fn check_chain(
                 ),
             );
         }
-        if position == last
-            && matches!(
-                kind,
-                Kind::Transform | Kind::Source | Kind::Accumulator | Kind::Branch
-            )
-        {
+        // A source at the end was already reported as taking input.
+        if position == last && matches!(kind, Kind::Transform | Kind::Accumulator | Kind::Branch) {
             diagnostics.error_spanned(
                 &node.ast.tokens,
                 format!(
