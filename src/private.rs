@@ -47,9 +47,8 @@ pub fn head<S: IntoSource>(source: S, stats: Arc<StageStats>, chunk: usize) -> H
     Head::new(source.into_source(), stats, chunk)
 }
 
-/// `upstream >> stage`. The bound is checked here, where the `>>` is, and
-/// nowhere else: a mismatch makes the result's item type an error type,
-/// which silences follow-on errors further down the chain.
+/// `upstream >> stage`. The bound is checked here, at the user's tokens;
+/// the result names the item and error types as projections of that bound.
 #[allow(clippy::type_complexity)]
 pub fn fuse<A, B>(
     upstream: A,

@@ -65,6 +65,13 @@ fn private_path() -> TokenStream {
     quote!(::pipeline::__private)
 }
 
+/// `::pipeline::__private` with every token at `span`, so that errors from
+/// a call through it are reported at the user's node (and a repeated
+/// obligation lands on the same span, where rustc reports it once).
+fn private_path_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::pipeline::__private)
+}
+
 fn chain_ident() -> syn::Ident {
     format_ident!("__pipeline_chain", span = Span::mixed_site())
 }
@@ -100,8 +107,9 @@ fn chain_code(
         });
         let expr = stage_expr(node, &chain_var);
         if position == 0 {
+            let private_here = private_path_at(span);
             code.extend(quote_spanned! {span=>
-                let #chain_var = #private::head(#expr, ::std::sync::Arc::clone(&#stats_var), #private::DEFAULT_CHUNK);
+                let #chain_var = #private_here::head(#expr, ::std::sync::Arc::clone(&#stats_var), #private_here::DEFAULT_CHUNK);
             });
         } else {
             // The stage's variable is located at the user's tokens, so a
@@ -112,12 +120,18 @@ fn chain_code(
                 let #stage_var = #expr;
             });
             if position == last {
+                let private_here = private_path_at(span);
                 code.extend(quote_spanned! {span=>
-                    #private::ends_in_sink(&#stage_var);
+                    #private_here::ends_in_sink(&#stage_var);
                 });
             }
+            let private_here = private_path_at(span);
+            let chain_here =
+                syn::Ident::new("__pipeline_chain", Span::mixed_site().located_at(span));
+            let stats_here =
+                syn::Ident::new(&stats_var.to_string(), Span::mixed_site().located_at(span));
             code.extend(quote_spanned! {span=>
-                let #chain_var = #private::fuse(#chain_var, #stage_var, ::std::sync::Arc::clone(&#stats_var));
+                let #chain_here = #private_here::fuse(#chain_here, #stage_var, ::std::sync::Arc::clone(&#stats_here));
             });
         }
         stats.push(stats_var);

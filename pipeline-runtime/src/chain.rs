@@ -258,7 +258,7 @@ mod tests {
         let chain: Fuse<_, _, u32, u32, crate::stage::Never> =
             Fuse::new(chain, map(|x: u32| x * 2 + 1), double.clone());
         let chain: Fuse<_, _, u32, u32, crate::stage::Never> =
-            Fuse::new(chain, filter(|x: &u32| x % 3 != 0), odd.clone());
+            Fuse::new(chain, filter(|x: &u32| !x.is_multiple_of(3)), odd.clone());
         let chain: Fuse<_, _, u32, crate::stage::Never, crate::stage::Never> =
             Fuse::new(chain, collect(&out), sink.clone());
         drive(chain, Control::new()).await.unwrap();
