@@ -141,7 +141,6 @@ fn chain_code(
 
 /// The expression that makes a node's stage.
 fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
-    let private = private_path();
     match &node.ast.target {
         // A bare name is a `#[stage]` item: the braced struct it generated.
         Target::Name(ident) => quote_spanned!(ident.span()=> #ident {}),
@@ -163,6 +162,7 @@ fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
                 other => other,
             };
             let func = syn::Ident::new(name, func_span);
+            let private = private_path_at(func_span);
             if builtin.kind == Kind::Source {
                 quote_spanned!(func_span=> #private::#func(#(#args),*))
             } else {

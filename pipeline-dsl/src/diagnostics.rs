@@ -74,11 +74,21 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
-/// ` (did you mean `x`?)` or nothing.
+/// `; did you mean `x`?` or nothing.
 pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     did_you_mean(word, candidates)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
+}
+
+/// Ends a sentence after an optional suggestion: `.` when there is none,
+/// the suggestion (which ends in `?`) otherwise.
+pub fn end_sentence(suggestion: String) -> String {
+    if suggestion.is_empty() {
+        ".".to_owned()
+    } else {
+        suggestion
+    }
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -6,7 +6,7 @@
 
 use syn::{Attribute, Meta};
 
-use crate::diagnostics::{Diagnostics, suggestion};
+use crate::diagnostics::{Diagnostics, end_sentence, suggestion};
 
 /// Every option key of the DSL.
 pub const OPTION_KEYS: &[&str] = &[
@@ -47,8 +47,8 @@ pub fn check_options(attrs: &[Attribute], diagnostics: &mut Diagnostics) {
             diagnostics.error_spanned(
                 path,
                 format!(
-                    "unknown option `{key}`{}; options are {}",
-                    suggestion(&key, OPTION_KEYS.iter().copied()),
+                    "unknown option `{key}`{} Options are {}",
+                    end_sentence(suggestion(&key, OPTION_KEYS.iter().copied())),
                     OPTION_KEYS
                         .iter()
                         .map(|k| format!("`{k}`"))

@@ -123,7 +123,10 @@ pub fn parse(input: TokenStream, diagnostics: &mut Diagnostics) -> PipelineAst {
                 let Some(expr) = expr else { continue };
                 if segment.semi.is_none() {
                     let last = segment.tokens.clone().into_iter().last();
-                    let span = last.map_or_else(Span::call_site, |t| t.span());
+                    let span = last.map_or_else(Span::call_site, |t| match t {
+                        TokenTree::Group(group) => group.span_close(),
+                        other => other.span(),
+                    });
                     diagnostics.error(span, "expected `;` after this chain");
                 }
                 if let Some(statement) = lower_statement(expr, diagnostics) {

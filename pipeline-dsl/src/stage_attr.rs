@@ -108,8 +108,8 @@ fn parse_args(args: TokenStream, diagnostics: &mut Diagnostics) -> (Role, bool) 
             _ => diagnostics.error_spanned(
                 &meta,
                 format!(
-                    "unknown `#[stage]` argument `{key}`{}; expected one of `source`, `sink`, `flat`",
-                    suggestion(&key, ARGUMENTS.iter().copied())
+                    "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`",
+                    crate::diagnostics::end_sentence(suggestion(&key, ARGUMENTS.iter().copied()))
                 ),
             ),
         }
@@ -160,11 +160,12 @@ fn stage_impl(
         ),
         Role::Source => {}
         _ if sig.receiver().is_some() => {}
-        _ if item_params != 1 => diagnostics.error(
+        _ if item_params != 1 => diagnostics.push(syn::Error::new_spanned(
             if sig.inputs.is_empty() {
-                sig.paren_token.span.join()
+                quote!(#sig)
             } else {
-                sig.inputs.span()
+                let inputs = &sig.inputs;
+                quote!(#inputs)
             },
             format!(
                 "a `#[stage]` function takes exactly one item, found {item_params}; \
@@ -175,7 +176,7 @@ fn stage_impl(
                     ""
                 }
             ),
-        ),
+        )),
         _ => {}
     }
     if let Some(first) = typed.first()
@@ -195,6 +196,11 @@ fn stage_impl(
         );
     }
     if diagnostics.len() != errors_before {
+        // Inside an impl block (a `self` receiver) a struct cannot be
+        // declared, so emit nothing rather than a second error.
+        if sig.receiver().is_some() {
+            return TokenStream::new();
+        }
         return quote! {
             #[allow(non_camel_case_types, dead_code)]
             #vis struct #name {}
@@ -365,10 +371,13 @@ fn source_impl(
             );
             return quote!(#header);
         }
-        None => (
-            quote!(#private::Iter<<#ret as ::core::iter::IntoIterator>::IntoIter>),
-            quote!(#private::iter(#name())),
-        ),
+        None => {
+            let span = ret.span();
+            (
+                quote_spanned!(span=> #private::Iter<<#ret as ::core::iter::IntoIterator>::IntoIter>),
+                quote_spanned!(span=> #private::iter(#name())),
+            )
+        }
     };
     quote! {
         #header

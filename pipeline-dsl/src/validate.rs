@@ -51,8 +51,12 @@ pub fn validate(
     let mut chain_ok = Vec::new();
     for (chain_index, chain) in graph.chains.iter().enumerate() {
         let errors_before = diagnostics.len();
-        if chain_index == 1 {
-            let first = graph.node(graph.chains[1][0]);
+        let starts_at_graph_construct = chain.first().is_some_and(|&i| {
+            matches!(graph.node(i).ast.target, Target::Port { .. })
+                || matches!(&graph.node(i).ast.target, Target::Name(n) if bound.iter().any(|b| n == b))
+        });
+        if chain_index >= 1 && !starts_at_graph_construct && graph.bindings[chain_index].is_none() {
+            let first = graph.node(graph.chains[chain_index][0]);
             diagnostics.error(
                 first.ast.span(),
                 "only one chain per pipeline is supported yet; \
@@ -130,14 +134,23 @@ fn check_chain(
         }
         let kind = node.kind;
         if position == 0 && chain.len() == 1 {
-            diagnostics.error_spanned(
-                &node.ast.tokens,
-                format!(
-                    "`{}` alone is not a pipeline: a chain needs a source and a sink, \
-                     as in `iter(items) >> {} >> for_each(|item| ..)`",
-                    node.name, node.name
-                ),
-            );
+            diagnostics.error_spanned(&node.ast.tokens, {
+                let name = node.ast.display_name();
+                match kind {
+                    Kind::Source => format!(
+                        "`{name}` alone is not a pipeline: add a sink after it, \
+                             as in `{name}(..) >> for_each(|item| ..)`"
+                    ),
+                    Kind::Sink => format!(
+                        "`{name}` alone is not a pipeline: put a source before it, \
+                             as in `iter(items) >> {name}(..)`"
+                    ),
+                    _ => format!(
+                        "`{name}` alone is not a pipeline: a chain needs a source and a sink, \
+                             as in `iter(items) >> {name} >> for_each(|item| ..)`"
+                    ),
+                }
+            });
             continue;
         }
         if position == 0 && !matches!(kind, Kind::Source | Kind::Stage) {
@@ -146,7 +159,7 @@ fn check_chain(
                 format!(
                     "this chain starts with `{}`, which is {} and needs input; \
                      start it with a source such as `iter(items)`",
-                    node.name,
+                    node.ast.display_name(),
                     kind.described()
                 ),
             );
@@ -157,7 +170,7 @@ fn check_chain(
                 format!(
                     "`{}` is a source, so it cannot take input; \
                      a source can only start a chain",
-                    node.name
+                    node.ast.display_name()
                 ),
             );
         }
@@ -169,7 +182,8 @@ fn check_chain(
                 format!(
                     "`{}` is a sink, so nothing can follow it; \
                      end the chain at `{}` or use `inspect(..)` to look at items and pass them on",
-                    node.name, node.name
+                    node.ast.display_name(),
+                    node.ast.display_name()
                 ),
             );
         }
@@ -180,7 +194,7 @@ fn check_chain(
                 format!(
                     "this chain ends in `{}`, whose output would go nowhere; \
                      add `>> discard()` to drop it, or end the chain with a sink such as `for_each(..)`",
-                    node.name
+                    node.ast.display_name()
                 ),
             );
         }

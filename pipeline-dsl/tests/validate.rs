@@ -28,7 +28,7 @@ fn a_chain_ending_in_a_transform_suggests_discard() {
 fn a_source_in_the_middle_cannot_take_input() {
     let error = single_error(quote! { iter(v) >> iter(w) >> discard(); });
     assert!(
-        error.contains("`iter#2` is a source, so it cannot take input"),
+        error.contains("`iter` is a source, so it cannot take input"),
         "{error}"
     );
 }
