@@ -6,7 +6,7 @@
 //! top-level `;` first, so a syntax error in one statement does not hide the
 //! errors of the others.
 
-use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, BinOp, Expr, ExprCall, Ident};
@@ -385,16 +385,6 @@ fn describe_expr(expr: &Expr) -> String {
             .map_or_else(|| "stage".into(), |s| s.ident.to_string()),
         _ => "stage".into(),
     }
-}
-
-/// Whether `tokens` contain a brace-delimited group at the top level (used
-/// to tell `x >> Foo { .. }` struct literals apart).
-#[allow(dead_code)]
-fn has_top_level_braces(tokens: &TokenStream) -> bool {
-    tokens
-        .clone()
-        .into_iter()
-        .any(|t| matches!(t, TokenTree::Group(g) if g.delimiter() == Delimiter::Brace))
 }
 
 #[cfg(test)]
