@@ -35,6 +35,9 @@ pub trait IntoSource {
     fn into_source(self) -> Self::Source;
 }
 
+// `do_not_recommend` makes rustc report `IntoSource`'s own message, not a
+// list of the runtime's source types.
+#[diagnostic::do_not_recommend]
 impl<S: Source> IntoSource for S {
     type Source = S;
     fn into_source(self) -> S {
@@ -42,24 +45,48 @@ impl<S: Source> IntoSource for S {
     }
 }
 
-/// The head of a chain reading from `source`.
-pub fn head<S: IntoSource>(source: S, stats: Arc<StageStats>, chunk: usize) -> Head<S::Source> {
+/// The head of a chain reading from `source` (its type is unknown if
+/// `source` is not one; see [`Unknown`]).
+pub fn head<S: IntoSource>(
+    source: S,
+    stats: Arc<StageStats>,
+    chunk: usize,
+) -> Unknown<<S::Source as Source>::Out, Head<S::Source>> {
     Head::new(source.into_source(), stats, chunk)
 }
 
-/// `upstream >> stage`. The bound is checked here, at the user's tokens;
-/// the result names the item and error types as projections of that bound.
+/// `upstream >> stage`. The bound is checked here, at the user's tokens.
 #[allow(clippy::type_complexity)]
 pub fn fuse<A, B>(
     upstream: A,
     stage: B,
     stats: Arc<StageStats>,
-) -> Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>
+) -> Unknown<
+    <B as Stage<A::Out>>::Out,
+    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
+>
 where
     A: Outputs,
     B: Stage<A::Out>,
 {
     Fuse::new(upstream, stage, stats)
+}
+
+/// `T`, named through `Key` so that when `Key` cannot be worked out (a
+/// stage's output after a type mismatch) the whole type is unknown rather
+/// than half known. Later uses of an unknown type are ambiguous, which
+/// rustc does not report after an error; uses of a half-known one would
+/// fail the same bound again and repeat the error at every later stage.
+pub type Unknown<Key, T> = <Key as Is<T>>::Itself;
+
+/// Implemented by every type: see [`Unknown`].
+pub trait Is<T> {
+    /// `T`.
+    type Itself;
+}
+
+impl<K: ?Sized, T> Is<T> for K {
+    type Itself = T;
 }
 
 /// The item type a chain emits, as a value the next closure's type can be
@@ -69,7 +96,19 @@ pub fn marker<C: Outputs>(_: &C) -> PhantomData<C::Out> {
 }
 
 /// Checks that the last stage of a chain is a sink.
-pub fn ends_in_sink<S: IsSink>(_: &S) {}
+pub fn ends_in_sink<S: EndsInSink>(_: &S) {}
+
+/// [`IsSink`], with a message that names the fix rather than listing the
+/// runtime's sink types.
+#[diagnostic::on_unimplemented(
+    message = "the pipeline ends in `{Self}`, which is not a sink",
+    label = "items coming out of this stage would go nowhere",
+    note = "add `>> discard()` to drop them, or end the chain with a sink such as `for_each(..)` or `collect(..)`"
+)]
+pub trait EndsInSink {}
+
+#[diagnostic::do_not_recommend]
+impl<S: IsSink> EndsInSink for S {}
 
 /// The body of [`invalid`].
 pub type InvalidBody = fn(Control) -> std::future::Ready<Result<(), Error>>;
@@ -122,23 +161,38 @@ impl<T> Optional for Option<T> {
 pub fn map<I, O, F: FnMut(I) -> O>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::Map<I, F> {
+) -> Unknown<O, pipeline_runtime::transform::Map<I, F>> {
     pipeline_runtime::transform::map(f)
 }
 
 /// `filter(f)` after a chain emitting `I`.
-pub fn filter<I, F: FnMut(&I) -> bool>(
+pub fn filter<I, B: Predicate, F: FnMut(&I) -> B>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::Filter<I, F> {
+) -> Unknown<B::Bool, pipeline_runtime::transform::Filter<I, F>> {
     pipeline_runtime::transform::filter(f)
+}
+
+/// What a `filter` closure returns.
+#[diagnostic::on_unimplemented(
+    message = "a `filter` closure must return `bool`, not `{Self}`",
+    label = "this closure returns `{Self}`",
+    note = "to transform items and drop some, use `filter_map(|x| ..)` returning an `Option`"
+)]
+pub trait Predicate: Into<bool> {
+    /// `bool`.
+    type Bool;
+}
+
+impl Predicate for bool {
+    type Bool = bool;
 }
 
 /// `filter_map(f)` after a chain emitting `I`.
 pub fn filter_map<I, O, F: FnMut(I) -> Option<O>>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::FilterMap<I, F> {
+) -> Unknown<O, pipeline_runtime::transform::FilterMap<I, F>> {
     pipeline_runtime::transform::filter_map(f)
 }
 
@@ -146,15 +200,15 @@ pub fn filter_map<I, O, F: FnMut(I) -> Option<O>>(
 pub fn flat_map<I, U: IntoIterator, F: FnMut(I) -> U>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::FlatMap<I, F> {
+) -> Unknown<U, pipeline_runtime::transform::FlatMap<I, F>> {
     pipeline_runtime::transform::flat_map(f)
 }
 
 /// `inspect(f)` after a chain emitting `I`.
-pub fn inspect<I, F: FnMut(&I)>(
+pub fn inspect<I, R, F: FnMut(&I) -> R>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::Inspect<I, F> {
+) -> Unknown<R, pipeline_runtime::transform::Inspect<I, F>> {
     pipeline_runtime::transform::inspect(f)
 }
 
@@ -162,7 +216,7 @@ pub fn inspect<I, F: FnMut(&I)>(
 pub fn then<I, Fut: Future, F: FnMut(I) -> Fut>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::transform::Then<I, F> {
+) -> Unknown<Fut, pipeline_runtime::transform::Then<I, F>> {
     pipeline_runtime::transform::then(f)
 }
 
@@ -200,7 +254,7 @@ where
 pub fn for_each_async<I, Fut, F>(
     _: PhantomData<I>,
     f: F,
-) -> pipeline_runtime::io::ForEachAsync<I, F>
+) -> Unknown<Fut, pipeline_runtime::io::ForEachAsync<I, F>>
 where
     F: FnMut(I) -> Fut,
     Fut: Future,

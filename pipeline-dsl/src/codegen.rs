@@ -107,30 +107,40 @@ fn chain_code(
         });
         let expr = stage_expr(node, &chain_var);
         if position == 0 {
-            let private_here = private_path_at(span);
+            let here = Span::mixed_site().located_at(span);
+            let private_here = private_path_at(here);
+            let source_here = syn::Ident::new("__pipeline_source", here);
+            let chain_here = syn::Ident::new("__pipeline_chain", here);
+            let stats_here = syn::Ident::new(&stats_var.to_string(), here);
             code.extend(quote_spanned! {span=>
-                let #chain_var = #private_here::head(#expr, ::std::sync::Arc::clone(&#stats_var), #private_here::DEFAULT_CHUNK);
+                let #source_here = #expr;
+            });
+            code.extend(quote_spanned! {here=>
+                let #chain_here = #private_here::head(#source_here, ::std::sync::Arc::clone(&#stats_here), #private_here::DEFAULT_CHUNK);
             });
         } else {
             // The stage's variable is located at the user's tokens, so a
             // mismatch at `fuse` is reported there.
-            let stage_var =
-                syn::Ident::new("__pipeline_stage", Span::mixed_site().located_at(span));
+            let here = Span::mixed_site().located_at(span);
+            let stage_var = syn::Ident::new("__pipeline_stage", here);
             code.extend(quote_spanned! {span=>
                 let #stage_var = #expr;
             });
             if position == last {
-                let private_here = private_path_at(span);
-                code.extend(quote_spanned! {span=>
+                let private_here = private_path_at(here);
+                code.extend(quote_spanned! {here=>
                     #private_here::ends_in_sink(&#stage_var);
                 });
             }
-            let private_here = private_path_at(span);
-            let chain_here =
-                syn::Ident::new("__pipeline_chain", Span::mixed_site().located_at(span));
-            let stats_here =
-                syn::Ident::new(&stats_var.to_string(), Span::mixed_site().located_at(span));
-            code.extend(quote_spanned! {span=>
+            // Every token of the call, the stage variable included, sits
+            // at the user's node in one hygiene context: rustc then reports
+            // a mismatch there, and reports it once even though both the
+            // bound and the result type of `fuse` require it.
+            let here = Span::mixed_site().located_at(span);
+            let private_here = private_path_at(here);
+            let chain_here = syn::Ident::new("__pipeline_chain", here);
+            let stats_here = syn::Ident::new(&stats_var.to_string(), here);
+            code.extend(quote_spanned! {here=>
                 let #chain_here = #private_here::fuse(#chain_here, #stage_var, ::std::sync::Arc::clone(&#stats_here));
             });
         }

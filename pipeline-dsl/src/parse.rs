@@ -6,7 +6,7 @@
 //! top-level `;` first, so a syntax error in one statement does not hide the
 //! errors of the others.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Spacing, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, BinOp, Expr, ExprCall, Ident};
@@ -221,6 +221,17 @@ fn dangling_operator(tokens: &TokenStream) -> Option<syn::Error> {
             op,
             "expected a stage after `>>`, such as `for_each(|item| ..)` or a `#[stage]` function",
         ));
+    }
+    let alone = |i: usize| matches!(tail.get(i), Some(TokenTree::Punct(p)) if p.as_char() == '>' && p.spacing() == Spacing::Alone);
+    for i in 0..n.saturating_sub(3) {
+        // `>> >>`: the first `>>` lost its stage.
+        if punct(i) == Some('>') && alone(i + 1) && punct(i + 2) == Some('>') && alone(i + 3) {
+            let op: TokenStream = tail[i + 2..i + 4].iter().cloned().collect();
+            return Some(syn::Error::new_spanned(
+                op,
+                "expected a stage between these two `>>`, such as `map(|item| ..)` or a `#[stage]` function",
+            ));
+        }
     }
     if n >= 1 && punct(n - 1) == Some('=') && (n < 2 || punct(n - 2).is_none()) {
         return Some(syn::Error::new(

@@ -17,20 +17,23 @@ pub struct Filter<I, F> {
 /// let big = filter(|x: &u64| *x > 100);
 /// # let _ = big;
 /// ```
-pub fn filter<I, F: FnMut(&I) -> bool>(predicate: F) -> Filter<I, F> {
+pub fn filter<I, B: Into<bool>, F: FnMut(&I) -> B>(predicate: F) -> Filter<I, F> {
     Filter {
         predicate,
         _in: PhantomData,
     }
 }
 
-impl<I, F: FnMut(&I) -> bool> SyncStage<I> for Filter<I, F> {
+// The predicate's result is generic (in practice `bool`) so that the
+// generated code can name it, and an unknown one after a type error is
+// not reported again.
+impl<I, B: Into<bool>, F: FnMut(&I) -> B> SyncStage<I> for Filter<I, F> {
     type Out = I;
     type Error = Never;
 
     #[inline]
     fn process(&mut self, item: I, out: &mut Emit<'_, I>, _: &StageContext) -> Result<(), Never> {
-        if (self.predicate)(&item) {
+        if (self.predicate)(&item).into() {
             out.emit(item);
         }
         Ok(())
@@ -46,7 +49,8 @@ impl<I, F: FnMut(&I) -> bool> SyncStage<I> for Filter<I, F> {
     ) {
         let items = input.len();
         let before = out.len();
-        out.extend(input.drain(..).filter(&mut self.predicate));
+        let predicate = &mut self.predicate;
+        out.extend(input.drain(..).filter(|item| predicate(item).into()));
         let kept = out.len() - before;
         failures.note_passed(kept);
         failures.note_filtered(items - kept);
@@ -59,4 +63,4 @@ impl<I, F> fmt::Debug for Filter<I, F> {
     }
 }
 
-crate::sync_stage!(impl[I, F: FnMut(&I) -> bool] Filter<I, F>: I where);
+crate::sync_stage!(impl[I, B: Into<bool>, F: FnMut(&I) -> B] Filter<I, F>: I where);

@@ -17,20 +17,22 @@ pub struct Inspect<I, F> {
 /// let log = inspect(|x: &u64| println!("saw {x}"));
 /// # let _ = log;
 /// ```
-pub fn inspect<I, F: FnMut(&I)>(f: F) -> Inspect<I, F> {
+pub fn inspect<I, R, F: FnMut(&I) -> R>(f: F) -> Inspect<I, F> {
     Inspect {
         f,
         _in: PhantomData,
     }
 }
 
-impl<I, F: FnMut(&I)> SyncStage<I> for Inspect<I, F> {
+// Whatever `f` returns is ignored, so `inspect(|x| log.push(x.clone()))`
+// and the like need no trailing `;`.
+impl<I, R, F: FnMut(&I) -> R> SyncStage<I> for Inspect<I, F> {
     type Out = I;
     type Error = Never;
 
     #[inline]
     fn process(&mut self, item: I, out: &mut Emit<'_, I>, _: &StageContext) -> Result<(), Never> {
-        (self.f)(&item);
+        let _ = (self.f)(&item);
         out.emit(item);
         Ok(())
     }
@@ -44,7 +46,10 @@ impl<I, F: FnMut(&I)> SyncStage<I> for Inspect<I, F> {
         _: &StageContext,
     ) {
         failures.note_passed(input.len());
-        out.extend(input.drain(..).inspect(&mut self.f));
+        let f = &mut self.f;
+        out.extend(input.drain(..).inspect(|item| {
+            let _ = f(item);
+        }));
     }
 }
 
@@ -54,4 +59,4 @@ impl<I, F> fmt::Debug for Inspect<I, F> {
     }
 }
 
-crate::sync_stage!(impl[I, F: FnMut(&I)] Inspect<I, F>: I where);
+crate::sync_stage!(impl[I, R, F: FnMut(&I) -> R] Inspect<I, F>: I where);
