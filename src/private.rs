@@ -282,3 +282,185 @@ pub fn iter<I: IntoIterator>(items: I) -> Iter<I::IntoIter> {
 }
 
 pub use pipeline_runtime::io::stream;
+
+// Graph wiring: the channel boundaries between fused chains.
+
+pub use pipeline_runtime::chain::{drive_into, join};
+pub use pipeline_runtime::fan::{Broadcast, ErrorsPort, Inlet, Output, Port, Route};
+pub use pipeline_runtime::graph::{GraphEdge, GraphNode, PipelineGraph};
+pub use pipeline_runtime::metrics::EdgeStats;
+pub use pipeline_runtime::stage::Failed;
+
+/// Items an edge between two chains holds unless the pipeline says otherwise.
+pub const DEFAULT_BUFFER: usize = 1024;
+
+/// Counters for the edge from `from` (its `port`, if any) to `to`.
+pub fn edge_stats(
+    from: &'static str,
+    to: &'static str,
+    port: Option<&'static str>,
+) -> Arc<EdgeStats> {
+    Arc::new(EdgeStats::new(from, to, port))
+}
+
+/// Counters for an edge inside a fused chain, into the stage counted by
+/// `into`.
+pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeStats> {
+    Arc::new(EdgeStats::fused(from, Arc::clone(into), None))
+}
+
+/// A batched bounded edge between two chains.
+pub fn edge<T>(
+    capacity: usize,
+    chunk: usize,
+) -> (
+    pipeline_runtime::channel::EdgeSender<T>,
+    pipeline_runtime::channel::EdgeReceiver<T>,
+) {
+    pipeline_runtime::channel::edge(capacity, chunk)
+}
+
+/// The head of a chain fed by an edge.
+pub fn inlet<T>(rx: pipeline_runtime::channel::EdgeReceiver<T>, chunk: usize) -> Inlet<T> {
+    Inlet::new(rx, chunk)
+}
+
+/// An edge carrying `Self` accepts items of `U`: every chain that feeds
+/// one node must produce the same type.
+///
+/// The edge's type is the trait's `Self` so that rustc learns it from the
+/// edge (fixed by the first chain into the node) rather than guessing it
+/// from `U`, and reports the mismatch as a merge error.
+#[diagnostic::on_unimplemented(
+    message = "this chain produces `{U}`, but the node it feeds already takes `{Self}` from another chain",
+    label = "produces `{U}`, not `{Self}`",
+    note = "every chain that feeds one node (a merge) must produce the same type"
+)]
+pub trait Accepts<U> {
+    /// `U`.
+    type Item;
+}
+
+impl<T> Accepts<T> for T {
+    type Item = T;
+}
+
+/// The first edge into a node, out of a chain emitting `T`: it fixes the
+/// type of the node's input.
+pub fn first_output<T>(
+    _: PhantomData<T>,
+    tx: pipeline_runtime::channel::EdgeSender<T>,
+    stats: Arc<EdgeStats>,
+) -> Output<T> {
+    Output::new(tx, stats)
+}
+
+/// A further edge into a node whose input is `T`, out of a chain emitting
+/// `U`.
+pub fn output<U, T>(
+    _: PhantomData<U>,
+    tx: pipeline_runtime::channel::EdgeSender<T>,
+    stats: Arc<EdgeStats>,
+) -> Unknown<<T as Accepts<U>>::Item, Output<T>>
+where
+    T: Accepts<U>,
+{
+    Output::new(tx, stats)
+}
+
+/// An edge out of an output port (`errors`), whose item type the port fixes.
+pub fn port_output<T>(
+    tx: pipeline_runtime::channel::EdgeSender<T>,
+    stats: Arc<EdgeStats>,
+) -> Output<T> {
+    Output::new(tx, stats)
+}
+
+/// Items that fan out to several chains, each of which gets a clone.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fan out to several chains because it does not implement `Clone`",
+    label = "a second chain reads this output, so each item must be cloned",
+    note = "derive or implement `Clone` for `{Self}`, or give the second chain its own source"
+)]
+pub trait FanOut: Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone> FanOut for T {}
+
+/// Sends a chain's output to one edge.
+pub fn single<T>(output: Output<T>) -> Broadcast<T> {
+    Broadcast::single(output)
+}
+
+/// Sends a chain's output to several edges, cloning each item.
+pub fn fan_out<T: FanOut>(outputs: Vec<Output<T>>) -> Broadcast<T> {
+    Broadcast::new(outputs)
+}
+
+/// What a `branch` closure returns.
+#[diagnostic::on_unimplemented(
+    message = "a `branch` closure must return one of its ports, not `{Self}`",
+    label = "this closure returns `{Self}`",
+    note = "write the ports after the item, as in `branch(|x, [big, small]| if *x > 100 {{ big }} else {{ small }})`, and return one of them"
+)]
+pub trait BranchResult: Into<Port> {
+    /// [`Port`].
+    type Port;
+}
+
+impl BranchResult for Port {
+    type Port = Port;
+}
+
+/// `branch(|item, [p1, p2, ..]| ..)` at the end of a chain emitting `T`.
+pub fn route<T, R, F, const N: usize>(
+    _: PhantomData<T>,
+    pick: F,
+    outputs: [Broadcast<T>; N],
+    stats: Arc<StageStats>,
+) -> Unknown<R::Port, Route<T, F, N>>
+where
+    F: FnMut(&T, [Port; N]) -> R,
+    R: BranchResult,
+{
+    Route::new(pick, outputs, stats)
+}
+
+/// The input of a stage whose `errors` port is connected, which is kept
+/// until the stage has seen it.
+#[diagnostic::on_unimplemented(
+    message = "the `errors` port needs the stage's input `{Self}` to implement `Clone`",
+    label = "failed items are sent on with their input, so the input is cloned before the stage sees it",
+    note = "derive or implement `Clone` for `{Self}`, or leave the `errors` port unconnected"
+)]
+pub trait KeepsInput: Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone> KeepsInput for T {}
+
+/// `upstream >> stage` where the stage's `errors` port is connected to
+/// `errors`.
+#[allow(clippy::type_complexity)]
+pub fn fuse_with_errors<A, B>(
+    upstream: A,
+    stage: B,
+    stats: Arc<StageStats>,
+    errors: Broadcast<Failed<A::Out, <B as Stage<A::Out>>::Error>>,
+) -> Unknown<
+    <B as Stage<A::Out>>::Out,
+    Fuse<
+        A,
+        B,
+        A::Out,
+        <B as Stage<A::Out>>::Out,
+        <B as Stage<A::Out>>::Error,
+        ErrorsPort<A::Out, <B as Stage<A::Out>>::Error>,
+    >,
+>
+where
+    A: Outputs,
+    A::Out: KeepsInput,
+    B: Stage<A::Out>,
+{
+    Fuse::with_failures(upstream, stage, stats, ErrorsPort::new(errors))
+}

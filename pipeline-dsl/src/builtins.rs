@@ -108,7 +108,7 @@ pub const BUILTINS: &[Builtin] = &[
         Kind::Branch,
         (1, 1),
         "branch(|item, [a, b]| if .. { a } else { b })",
-        false,
+        true,
     ),
     b("for_each", Kind::Sink, (1, 1), "for_each(|item| ..)", true),
     b("collect", Kind::Sink, (1, 1), "collect(&collected)", true),

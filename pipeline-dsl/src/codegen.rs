@@ -1,19 +1,32 @@
 //! Phase 4: the graph to Rust.
 //!
-//! A linear chain becomes a nest of `Fuse` values built one `>>` at a time:
+//! The graph is cut into **segments**: maximal runs of nodes where items
+//! flow from one stage straight to the next. A segment starts at a source
+//! or at an *inlet* (a node fed by a merge, a fan-out, a branch port or an
+//! `errors` port) and runs as one fused chain, built one `>>` at a time:
 //!
 //! ```text
-//! let chain = head(iter(v), stats_0, CHUNK);
+//! let chain = head(iter(v), stats_0, CHUNK);    // or inlet(rx, CHUNK)
 //! let stage = map(marker(&chain), |x| x + 1);   // the closure learns its type here
 //! let chain = fuse(chain, stage, stats_1);      // and the edge is checked here
 //! ```
 //!
+//! A segment ends in a sink (driven by `drive`), or in an outlet that
+//! ships its chunks into the edges of the segments it feeds (`drive_into`).
+//! Segments are emitted in dependency order, so an edge's item type is
+//! known from its producer before any consumer's closure needs it. All
+//! segments run concurrently in the pipeline's task.
+//!
 //! Every user expression is re-emitted with its own spans, so type errors
-//! land on the user's tokens. When validation failed, the chains that had no
-//! error of their own are still emitted (inside a closure that never runs)
-//! so the IDE keeps checking them, followed by the errors and a stub
+//! land on the user's tokens. When validation failed, the segments that had
+//! no error of their own are still emitted (inside a closure that never
+//! runs) so the IDE keeps checking them, followed by the errors and a stub
 //! pipeline of the right type.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use petgraph::graph::{EdgeIndex, NodeIndex};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Expr;
@@ -25,37 +38,63 @@ use crate::validate::Verdict;
 
 /// The expansion of a `pipeline!`.
 pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> TokenStream {
+    let wiring = Wiring::new(graph);
     let private = private_path();
-    let mut chains = Vec::new();
-    for (index, chain) in graph.chains.iter().enumerate() {
-        if verdict.chain_ok.get(index).copied().unwrap_or(false) {
-            chains.push(chain_code(graph, chain));
+    let valid = diagnostics.is_empty();
+    let order = wiring.segment_order();
+    let mut emitted: HashSet<usize> = HashSet::new();
+    let mut segments = TokenStream::new();
+    let mut segment_vars = Vec::new();
+    for index in order {
+        let segment = &wiring.segments[index];
+        let ok = segment.nodes.iter().all(|&node| verdict.ok(node))
+            && wiring
+                .dependencies(index)
+                .iter()
+                .all(|d| emitted.contains(d));
+        if !ok {
+            continue;
         }
+        emitted.insert(index);
+        let var = format_ident!("__pipeline_segment_{}", index, span = Span::mixed_site());
+        let code = wiring.segment_code(index);
+        segments.extend(quote! { let #var = { #code }; });
+        segment_vars.push(var);
     }
-    if diagnostics.is_empty() && !chains.is_empty() {
-        let (wiring, stats) = chains.swap_remove(0);
-        let chain = chain_ident();
+    let setup = wiring.setup_code();
+    if valid && !segment_vars.is_empty() {
         let control = format_ident!("__pipeline_control", span = Span::mixed_site());
+        let body = join_segments(&segment_vars, &control);
+        let stats = wiring.stats_vars();
+        let edges = wiring.edge_vars();
+        let senders = wiring.channel_senders();
+        let description = wiring.description();
         return quote! {
             {
-                #wiring
+                #setup
+                #segments
+                // The segments hold clones; the originals must go, or the
+                // edges would never close.
+                #( ::std::mem::drop(#senders); )*
                 #private::Pipeline::new(
                     ::std::vec![#(#stats),*],
-                    move |#control: #private::Control| #private::drive(#chain, #control),
+                    move |#control: #private::Control| #body,
                 )
+                .with_edges(::std::vec![#(#edges),*])
+                .with_graph(#description)
             }
         };
     }
     let errors = diagnostics.to_compile_errors();
-    let wirings = chains.into_iter().map(|(wiring, _)| wiring);
+    let leftovers = wiring.leftover_expressions(&emitted, verdict);
     quote! {
         {
             #errors
-            #(
-                let _ = || {
-                    #wirings
-                };
-            )*
+            let _ = || {
+                #setup
+                #segments
+                #leftovers
+            };
             #private::invalid()
         }
     }
@@ -66,91 +105,547 @@ fn private_path() -> TokenStream {
 }
 
 /// `::pipeline::__private` with every token at `span`, so that errors from
-/// a call through it are reported at the user's node (and a repeated
-/// obligation lands on the same span, where rustc reports it once).
+/// a call through it are reported at the user's node.
 fn private_path_at(span: Span) -> TokenStream {
     quote_spanned!(span=> ::pipeline::__private)
 }
 
-fn chain_ident() -> syn::Ident {
-    format_ident!("__pipeline_chain", span = Span::mixed_site())
+/// A hygienic name that reports at `span`.
+fn local(name: &str, span: Span) -> syn::Ident {
+    syn::Ident::new(name, Span::mixed_site().located_at(span))
 }
 
-/// The statements that build one chain, and the names of its stats.
-fn chain_code(
-    graph: &Graph,
-    chain: &[petgraph::graph::NodeIndex],
-) -> (TokenStream, Vec<syn::Ident>) {
+fn join_segments(vars: &[syn::Ident], control: &syn::Ident) -> TokenStream {
     let private = private_path();
-    let chain_var = chain_ident();
-    let mut code = TokenStream::new();
-    let mut stats = Vec::new();
-    let last = chain.len() - 1;
-    for (position, &index) in chain.iter().enumerate() {
-        let node = graph.node(index);
-        let span = node.ast.span();
-        let stats_var = format_ident!(
-            "__pipeline_stats_{}",
-            index.index(),
-            span = Span::mixed_site()
-        );
-        let name = &node.name;
-        let kind = match (position, node.kind) {
-            (0, _) => quote!(Source),
-            (p, _) if p == last => quote!(Sink),
-            (_, Kind::Accumulator) => quote!(Accumulator),
-            (_, Kind::Branch) => quote!(Branch),
-            _ => quote!(Transform),
-        };
-        code.extend(quote! {
-            let #stats_var = #private::stats(#name, #private::NodeKind::#kind);
-        });
-        let expr = stage_expr(node, &chain_var);
-        if position == 0 {
-            let here = Span::mixed_site().located_at(span);
-            let private_here = private_path_at(here);
-            let source_here = syn::Ident::new("__pipeline_source", here);
-            let chain_here = syn::Ident::new("__pipeline_chain", here);
-            let stats_here = syn::Ident::new(&stats_var.to_string(), here);
-            code.extend(quote_spanned! {span=>
-                let #source_here = #expr;
-            });
-            code.extend(quote_spanned! {here=>
-                let #chain_here = #private_here::head(#source_here, ::std::sync::Arc::clone(&#stats_here), #private_here::DEFAULT_CHUNK);
-            });
-        } else {
-            // The stage's variable is located at the user's tokens, so a
-            // mismatch at `fuse` is reported there.
-            let here = Span::mixed_site().located_at(span);
-            let stage_var = syn::Ident::new("__pipeline_stage", here);
-            code.extend(quote_spanned! {span=>
-                let #stage_var = #expr;
-            });
-            if position == last {
-                let private_here = private_path_at(here);
-                code.extend(quote_spanned! {here=>
-                    #private_here::ends_in_sink(&#stage_var);
-                });
+    match vars {
+        [] => quote!(),
+        [only] => quote!(#only(#control)),
+        [first, rest @ ..] => {
+            let rest = join_segments(rest, control);
+            quote!(#private::join(#first(#control.clone()), #rest))
+        }
+    }
+}
+
+/// A run of nodes fused into one chain.
+struct Segment {
+    nodes: Vec<NodeIndex>,
+    /// Whether the first node is fed by an edge rather than being a source.
+    inlet: bool,
+}
+
+struct Wiring<'a> {
+    graph: &'a Graph,
+    segments: Vec<Segment>,
+    segment_of: HashMap<NodeIndex, usize>,
+    /// Nodes fed by an edge (a channel), in node order.
+    inlets: Vec<NodeIndex>,
+    /// Inlets whose item type an emitted edge has already fixed.
+    typed: RefCell<HashSet<NodeIndex>>,
+}
+
+impl<'a> Wiring<'a> {
+    fn new(graph: &'a Graph) -> Self {
+        let is_inlet = |node: NodeIndex| -> bool {
+            let inputs = graph.inputs(node);
+            match inputs.as_slice() {
+                [] => false,
+                [edge] => {
+                    let (from, _) = graph.ends(*edge);
+                    graph.edge(*edge).port.is_some()
+                        || graph.node(from).kind == Kind::Branch
+                        || graph.main_outputs(from).len() > 1
+                }
+                _ => true,
             }
-            // Every token of the call, the stage variable included, sits
-            // at the user's node in one hygiene context: rustc then reports
-            // a mismatch there, and reports it once even though both the
-            // bound and the result type of `fuse` require it.
-            let here = Span::mixed_site().located_at(span);
-            let private_here = private_path_at(here);
-            let chain_here = syn::Ident::new("__pipeline_chain", here);
-            let stats_here = syn::Ident::new(&stats_var.to_string(), here);
-            code.extend(quote_spanned! {here=>
-                let #chain_here = #private_here::fuse(#chain_here, #stage_var, ::std::sync::Arc::clone(&#stats_here));
+        };
+        let inlets: Vec<NodeIndex> = graph
+            .graph
+            .node_indices()
+            .filter(|&n| is_inlet(n))
+            .collect();
+        let mut segments = Vec::new();
+        let mut segment_of = HashMap::new();
+        for head in graph.graph.node_indices() {
+            let starts = graph.inputs(head).is_empty() || is_inlet(head);
+            if !starts {
+                continue;
+            }
+            let mut nodes = vec![head];
+            let mut current = head;
+            while graph.node(current).kind != Kind::Branch {
+                let outputs = graph.main_outputs(current);
+                let [edge] = outputs.as_slice() else { break };
+                let (_, next) = graph.ends(*edge);
+                if is_inlet(next) || nodes.contains(&next) {
+                    break;
+                }
+                nodes.push(next);
+                current = next;
+            }
+            for &node in &nodes {
+                segment_of.insert(node, segments.len());
+            }
+            segments.push(Segment {
+                nodes,
+                inlet: !graph.inputs(head).is_empty(),
             });
         }
-        stats.push(stats_var);
+        Wiring {
+            graph,
+            segments,
+            segment_of,
+            inlets,
+            typed: RefCell::new(HashSet::new()),
+        }
     }
-    (code, stats)
+
+    /// The segments whose outputs feed segment `index`.
+    fn dependencies(&self, index: usize) -> Vec<usize> {
+        let segment = &self.segments[index];
+        if !segment.inlet {
+            return Vec::new();
+        }
+        self.graph
+            .inputs(segment.nodes[0])
+            .into_iter()
+            .filter_map(|edge| self.segment_of.get(&self.graph.ends(edge).0).copied())
+            .collect()
+    }
+
+    /// Segments in an order where each comes after those it depends on;
+    /// segments on a cycle are left out.
+    fn segment_order(&self) -> Vec<usize> {
+        let mut order = Vec::new();
+        let mut placed = HashSet::new();
+        loop {
+            let before = order.len();
+            for index in 0..self.segments.len() {
+                if !placed.contains(&index)
+                    && self.dependencies(index).iter().all(|d| placed.contains(d))
+                {
+                    placed.insert(index);
+                    order.push(index);
+                }
+            }
+            if order.len() == before {
+                return order;
+            }
+        }
+    }
+
+    fn stats_var(&self, node: NodeIndex) -> syn::Ident {
+        format_ident!(
+            "__pipeline_stats_{}",
+            node.index(),
+            span = Span::mixed_site()
+        )
+    }
+
+    fn edge_var(&self, edge: EdgeIndex) -> syn::Ident {
+        format_ident!(
+            "__pipeline_edge_{}",
+            edge.index(),
+            span = Span::mixed_site()
+        )
+    }
+
+    fn sender_var(&self, inlet: NodeIndex) -> syn::Ident {
+        format_ident!("__pipeline_tx_{}", inlet.index(), span = Span::mixed_site())
+    }
+
+    fn receiver_var(&self, inlet: NodeIndex) -> syn::Ident {
+        format_ident!("__pipeline_rx_{}", inlet.index(), span = Span::mixed_site())
+    }
+
+    fn stats_vars(&self) -> Vec<syn::Ident> {
+        self.graph
+            .graph
+            .node_indices()
+            .map(|n| self.stats_var(n))
+            .collect()
+    }
+
+    fn edge_vars(&self) -> Vec<syn::Ident> {
+        self.graph
+            .graph
+            .edge_indices()
+            .map(|e| self.edge_var(e))
+            .collect()
+    }
+
+    fn channel_senders(&self) -> Vec<syn::Ident> {
+        self.inlets.iter().map(|&n| self.sender_var(n)).collect()
+    }
+
+    /// The node's role at run time.
+    fn runtime_kind(&self, node: NodeIndex) -> TokenStream {
+        let graph = self.graph;
+        let kind = match graph.node(node).kind {
+            _ if graph.inputs(node).is_empty() => quote!(Source),
+            Kind::Branch => quote!(Branch),
+            Kind::Accumulator => quote!(Accumulator),
+            _ if graph.main_outputs(node).is_empty() => quote!(Sink),
+            _ => quote!(Transform),
+        };
+        let private = private_path();
+        quote!(#private::NodeKind::#kind)
+    }
+
+    /// Counters for every node and edge, and a channel for every inlet.
+    fn setup_code(&self) -> TokenStream {
+        let private = private_path();
+        let graph = self.graph;
+        let mut code = TokenStream::new();
+        for node in graph.graph.node_indices() {
+            let var = self.stats_var(node);
+            let name = &graph.node(node).name;
+            let kind = self.runtime_kind(node);
+            code.extend(quote! { let #var = #private::stats(#name, #kind); });
+        }
+        for edge in graph.graph.edge_indices() {
+            let var = self.edge_var(edge);
+            let (from, to) = graph.ends(edge);
+            let from = &graph.node(from).name;
+            let to = &graph.node(to).name;
+            let port = match &graph.edge(edge).port {
+                Some(port) => {
+                    let port = port.to_string();
+                    quote!(::std::option::Option::Some(#port))
+                }
+                None => quote!(::std::option::Option::None),
+            };
+            let (_, target) = graph.ends(edge);
+            // An edge into a segment's first node is a channel; any other
+            // edge into a segment is a direct call.
+            let fused = self
+                .segment_of
+                .get(&target)
+                .is_some_and(|&segment| self.segments[segment].nodes.first() != Some(&target));
+            if fused {
+                let into = self.stats_var(target);
+                code.extend(quote! { let #var = #private::fused_edge_stats(#from, &#into); });
+            } else {
+                code.extend(quote! { let #var = #private::edge_stats(#from, #to, #port); });
+            }
+        }
+        for &inlet in &self.inlets {
+            let tx = self.sender_var(inlet);
+            let rx = self.receiver_var(inlet);
+            code.extend(quote! {
+                let (#tx, #rx) = #private::edge(#private::DEFAULT_BUFFER, #private::DEFAULT_CHUNK);
+            });
+        }
+        code
+    }
+
+    /// One segment: its chain, then a closure that drives it.
+    fn segment_code(&self, index: usize) -> TokenStream {
+        let graph = self.graph;
+        let segment = &self.segments[index];
+        let chain = local("__pipeline_chain", Span::call_site());
+        let mut code = TokenStream::new();
+        let mut stages = segment.nodes.as_slice();
+        if segment.inlet {
+            let head = segment.nodes[0];
+            let rx = self.receiver_var(head);
+            let private = private_path();
+            code.extend(quote! {
+                let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
+            });
+        } else {
+            let head = segment.nodes[0];
+            code.extend(self.head_code(head));
+            stages = &stages[1..];
+        }
+        let last = *segment.nodes.last().unwrap_or(&segment.nodes[0]);
+        for &node in stages {
+            if graph.node(node).kind == Kind::Branch {
+                break;
+            }
+            code.extend(self.stage_code(node, node == last));
+        }
+        code.extend(self.tail_code(last));
+        code
+    }
+
+    fn head_code(&self, node: NodeIndex) -> TokenStream {
+        let span = self.graph.node(node).ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let source = local("__pipeline_source", span);
+        let chain = local("__pipeline_chain", span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let expr = self.stage_expr(node);
+        quote_spanned! {here=>
+            let #source = #expr;
+            let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #private_here::DEFAULT_CHUNK);
+        }
+    }
+
+    /// `chain >> node`, with the node's `errors` port if it is connected.
+    fn stage_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
+        let graph = self.graph;
+        let span = graph.node(node).ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let stage = local("__pipeline_stage", span);
+        let chain = local("__pipeline_chain", span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let expr = self.stage_expr(node);
+        let mut code = quote_spanned! {here=> let #stage = #expr; };
+        if is_last && graph.main_outputs(node).is_empty() {
+            code.extend(quote_spanned! {here=> #private_here::ends_in_sink(&#stage); });
+        }
+        let errors = graph.port_outputs(node, "errors");
+        if errors.is_empty() {
+            code.extend(quote_spanned! {here=>
+                let #chain = #private_here::fuse(#chain, #stage, ::std::sync::Arc::clone(&#stats));
+            });
+        } else {
+            let outputs: Vec<TokenStream> = errors
+                .iter()
+                .map(|&edge| {
+                    let private = private_path();
+                    let (_, to) = graph.ends(edge);
+                    let tx = self.sender_var(to);
+                    let stats = self.edge_var(edge);
+                    quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
+                })
+                .collect();
+            let port = errors
+                .first()
+                .and_then(|&e| graph.edge(e).port.as_ref())
+                .map_or(span, syn::Ident::span);
+            let broadcast = self.broadcast(&errors, outputs, port);
+            let errors_var = local("__pipeline_errors", span);
+            code.extend(quote! { let #errors_var = #broadcast; });
+            code.extend(quote_spanned! {here=>
+                let #chain = #private_here::fuse_with_errors(#chain, #stage, ::std::sync::Arc::clone(&#stats), #errors_var);
+            });
+        }
+        code
+    }
+
+    /// Sends to one edge, or clones to several (checked at the second).
+    fn broadcast(
+        &self,
+        edges: &[EdgeIndex],
+        outputs: Vec<TokenStream>,
+        fallback: Span,
+    ) -> TokenStream {
+        if let [output] = outputs.as_slice() {
+            let private = private_path();
+            return quote!(#private::single(#output));
+        }
+        let span = edges
+            .get(1)
+            .map(|&e| first_span(&self.graph.edge(e).target))
+            .unwrap_or(fallback);
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        quote_spanned!(here=> #private_here::fan_out(::std::vec![#(#outputs),*]))
+    }
+
+    /// The edge `edge` out of a chain emitting what `chain` emits; checked
+    /// for a merge of different types at the edge's target.
+    fn output(&self, edge: EdgeIndex) -> TokenStream {
+        let graph = self.graph;
+        let (_, to) = graph.ends(edge);
+        let span = first_span(&graph.edge(edge).target);
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let chain = local("__pipeline_chain", span);
+        let tx = local(&self.sender_var(to).to_string(), span);
+        let stats = local(&self.edge_var(edge).to_string(), span);
+        let function = if self.typed.borrow_mut().insert(to) {
+            quote_spanned!(here=> first_output)
+        } else {
+            quote_spanned!(here=> output)
+        };
+        quote_spanned! {here=>
+            #private_here::#function(#private_here::marker(&#chain), ::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats))
+        }
+    }
+
+    /// How the segment's output leaves it, and the closure that runs it.
+    fn tail_code(&self, last: NodeIndex) -> TokenStream {
+        let graph = self.graph;
+        let private = private_path();
+        let chain = local("__pipeline_chain", Span::call_site());
+        let outlet = local("__pipeline_outlet", Span::call_site());
+        let control = local("__pipeline_control", Span::call_site());
+        let node = graph.node(last);
+        if node.kind == Kind::Branch {
+            let Target::Builtin { call, .. } = &node.ast.target else {
+                return quote!();
+            };
+            let pick = call.args.first();
+            let ports: Vec<TokenStream> = node
+                .ports
+                .iter()
+                .map(|port| {
+                    let edges = graph.port_outputs(last, &port.to_string());
+                    let outputs = edges.iter().map(|&e| self.output(e)).collect();
+                    self.broadcast(&edges, outputs, port.span())
+                })
+                .collect();
+            let span = node.ast.span();
+            let here = Span::mixed_site().located_at(span);
+            let private_here = private_path_at(here);
+            let chain_here = local("__pipeline_chain", span);
+            let stats = local(&self.stats_var(last).to_string(), span);
+            return quote! {
+                let #outlet = #private_here::route(
+                    #private_here::marker(&#chain_here),
+                    #pick,
+                    [#(#ports),*],
+                    ::std::sync::Arc::clone(&#stats),
+                );
+                move |#control: #private::Control| #private::drive_into(#chain, #outlet, #control)
+            };
+        }
+        let edges = graph.main_outputs(last);
+        if edges.is_empty() {
+            return quote! {
+                move |#control: #private::Control| #private::drive(#chain, #control)
+            };
+        }
+        let outputs = edges.iter().map(|&e| self.output(e)).collect();
+        let broadcast = self.broadcast(&edges, outputs, node.ast.span());
+        quote! {
+            let #outlet = #broadcast;
+            move |#control: #private::Control| #private::drive_into(#chain, #outlet, #control)
+        }
+    }
+
+    /// The expression that makes a node's stage.
+    fn stage_expr(&self, node: NodeIndex) -> TokenStream {
+        stage_expr(self.graph.node(node))
+    }
+
+    /// `Pipeline::graph()`: the nodes and edges as the macro saw them, with
+    /// a merge node wherever several chains feed one node.
+    fn description(&self) -> TokenStream {
+        let private = private_path();
+        let graph = self.graph;
+        let mut nodes = Vec::new();
+        let mut edges = Vec::new();
+        let position: HashMap<NodeIndex, usize> = graph
+            .graph
+            .node_indices()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        for index in graph.graph.node_indices() {
+            let node = graph.node(index);
+            let name = &node.name;
+            let kind = self.runtime_kind(index);
+            let mut ports: Vec<String> = node.ports.iter().map(ToString::to_string).collect();
+            if !graph.port_outputs(index, "errors").is_empty() {
+                ports.push("errors".to_owned());
+            }
+            nodes.push(graph_node(name, kind, &ports, node.ast.span()));
+        }
+        let mut next = nodes.len();
+        for index in graph.graph.node_indices() {
+            let inputs = graph.inputs(index);
+            let to = position[&index];
+            let target = if inputs.len() > 1 {
+                let name = format!("merge into {}", graph.node(index).name);
+                let kind = quote!(#private::NodeKind::Merge);
+                nodes.push(graph_node(&name, kind, &[], graph.node(index).ast.span()));
+                edges.push(quote! {
+                    #private::GraphEdge { from: #next, to: #to, port: ::std::option::Option::None }
+                });
+                next += 1;
+                next - 1
+            } else {
+                to
+            };
+            for edge in inputs {
+                let (from, _) = graph.ends(edge);
+                let from = position[&from];
+                let port = port_literal(graph.edge(edge).port.as_ref());
+                edges.push(quote! {
+                    #private::GraphEdge { from: #from, to: #target, port: #port }
+                });
+            }
+        }
+        quote! {
+            #private::PipelineGraph::new(::std::vec![#(#nodes),*], ::std::vec![#(#edges),*])
+        }
+    }
+
+    /// After an error: the expressions of nodes that were not emitted as
+    /// part of a segment, so the IDE still sees them. Closures passed to
+    /// builtins are left out, since without their upstream their
+    /// parameter types are unknown.
+    fn leftover_expressions(&self, emitted: &HashSet<usize>, verdict: &Verdict) -> TokenStream {
+        let _ = verdict;
+        let mut code = TokenStream::new();
+        for index in self.graph.graph.node_indices() {
+            let in_emitted = self
+                .segment_of
+                .get(&index)
+                .is_some_and(|segment| emitted.contains(segment));
+            if in_emitted {
+                continue;
+            }
+            let node = self.graph.node(index);
+            match &node.ast.target {
+                Target::Builtin { call, .. } => {
+                    for arg in call.args.iter().filter(|a| !matches!(a, Expr::Closure(_))) {
+                        code.extend(quote! { let _ = &#arg; });
+                    }
+                }
+                Target::Expr(expr) => code.extend(quote! { let _ = #expr; }),
+                _ => {}
+            }
+        }
+        code
+    }
+}
+
+/// A `GraphNode` literal, located at the line and column of `span`.
+fn graph_node(name: &str, kind: TokenStream, ports: &[String], span: Span) -> TokenStream {
+    let private = private_path();
+    let start = span.start();
+    let (line, column) = (start.line as u32, start.column as u32 + 1);
+    quote! {
+        #private::GraphNode {
+            name: #name,
+            kind: #kind,
+            ports: ::std::vec![#(#ports),*],
+            line: #line,
+            column: #column,
+        }
+    }
+}
+
+/// `Some("port")` or `None`.
+fn port_literal(port: Option<&syn::Ident>) -> TokenStream {
+    match port {
+        Some(port) => {
+            let port = port.to_string();
+            quote!(::std::option::Option::Some(#port))
+        }
+        None => quote!(::std::option::Option::None),
+    }
+}
+
+fn first_span(tokens: &TokenStream) -> Span {
+    tokens
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span())
 }
 
 /// The expression that makes a node's stage.
-fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
+fn stage_expr(node: &Node) -> TokenStream {
+    let span = node.ast.span();
+    let chain = local("__pipeline_chain", span);
     match &node.ast.target {
         // A bare name is a `#[stage]` item: the braced struct it generated.
         Target::Name(ident) => quote_spanned!(ident.span()=> #ident {}),
@@ -163,7 +658,11 @@ fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
         }
         Target::Builtin { builtin, call } => {
             let func_span = match &*call.func {
-                Expr::Path(p) => p.path.segments[0].ident.span(),
+                Expr::Path(p) => p
+                    .path
+                    .segments
+                    .first()
+                    .map_or_else(Span::call_site, |s| s.ident.span()),
                 _ => Span::call_site(),
             };
             let args = call.args.iter();
@@ -176,11 +675,11 @@ fn stage_expr(node: &Node, chain_var: &syn::Ident) -> TokenStream {
             if builtin.kind == Kind::Source {
                 quote_spanned!(func_span=> #private::#func(#(#args),*))
             } else {
-                quote_spanned!(func_span=> #private::#func(#private::marker(&#chain_var), #(#args),*))
+                quote_spanned!(func_span=> #private::#func(#private::marker(&#chain), #(#args),*))
             }
         }
         Target::Expr(expr) => quote!(#expr),
-        // Rejected by validation before code is generated.
+        // References are edges, not nodes.
         Target::Port { owner, .. } => quote!(#owner),
     }
 }

@@ -1,13 +1,25 @@
 //! Phase 2: the syntax tree as a graph of nodes and edges.
 //!
-//! Nodes are the stages of every chain; an edge is a `>>` between two of
-//! them. This version builds the graph of linear chains; names bound with
-//! `=` and ports are recognised by the parser and reported by validation as
-//! not supported yet.
+//! Every stage written in the pipeline is a node; a name bound with `=`
+//! refers to the last node of its statement, so `orders >> audit` adds an
+//! edge between two existing nodes rather than new ones. An edge leaves a
+//! node's main output or one of its named ports (`split[big]`,
+//! `orders[errors]`).
+//!
+//! Building the graph resolves names, which is where the errors about names
+//! come from: a name bound twice, a port of a name that is bound nowhere,
+//! a port used as the input of a stage. Everything else is checked on the
+//! finished graph by [`validate`](crate::validate).
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::{HashMap, HashSet};
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::Ident;
 
+use crate::diagnostics::{Diagnostics, did_you_mean};
 use crate::parse::{NodeAst, PipelineAst, Target};
 
 /// What role a node plays, as far as the macro can tell from its tokens.
@@ -48,61 +60,189 @@ pub struct Node {
     pub ast: NodeAst,
     /// Its role.
     pub kind: Kind,
-    /// Its unique name in reports (`filter`, `filter#2`, ...).
+    /// Its unique name in reports (`filter`, `filter#2`, ...); a bound name
+    /// wins over the stage's own.
     pub name: String,
+    /// The name bound to it with `name = ..`, if any.
+    pub binding: Option<Ident>,
+    /// The ports a `branch` declares, in order.
+    pub ports: Vec<Ident>,
+    /// Whether the node was the only one of its statement.
+    pub alone: bool,
+    /// Whether an error already reported explains the node's missing
+    /// input or output (it follows a name that could not be resolved, it
+    /// feeds a port, or its binding was a duplicate), so validation does
+    /// not report it again.
+    pub excused: bool,
 }
 
-/// An edge: the `>>` that joins two nodes.
+/// An edge: one `>>` between two nodes.
 pub struct Edge {
-    /// The `>>` tokens, for spans.
+    /// The `>>` tokens.
     pub op: TokenStream,
+    /// The output port it leaves from; `None` for the main output.
+    pub port: Option<Ident>,
+    /// The downstream node's tokens as written at this edge (a name may be
+    /// written many times), where errors about the edge are reported.
+    pub target: TokenStream,
 }
 
-/// The pipeline as a graph, plus the chains it was written as.
+/// The pipeline as a graph.
 pub struct Graph {
     /// Nodes and edges.
     pub graph: DiGraph<Node, Edge>,
-    /// Each statement's nodes, in order.
-    pub chains: Vec<Vec<NodeIndex>>,
-    /// Each statement's `name =`, if it has one.
-    pub bindings: Vec<Option<syn::Ident>>,
+    /// Every `node[port]` written, connected or not, so a port the user
+    /// did write is not also reported as never connected.
+    pub mentioned_ports: HashSet<(NodeIndex, String)>,
 }
 
+/// One element of a statement: a new node, or a reference to a bound one.
+enum Element {
+    Node(NodeIndex),
+    Ref {
+        name: Ident,
+        port: Option<Ident>,
+        tokens: TokenStream,
+    },
+}
+
+/// Where a reference leads: a node, and perhaps one of its ports.
+type Resolved = (NodeIndex, Option<Ident>);
+
 impl Graph {
-    /// Builds the graph of the parsed pipeline.
-    pub fn build(ast: PipelineAst) -> (Graph, Vec<syn::Attribute>) {
+    /// Builds the graph of the parsed pipeline, reporting name errors.
+    pub fn build(ast: PipelineAst, diagnostics: &mut Diagnostics) -> (Graph, Vec<syn::Attribute>) {
+        let bound = bound_names(&ast, diagnostics);
         let mut graph = DiGraph::new();
-        let mut chains = Vec::new();
-        let mut bindings = Vec::new();
-        let mut names: Vec<String> = Vec::new();
+        let mut statements: Vec<(Option<Ident>, Vec<Element>, Vec<TokenStream>)> = Vec::new();
         for statement in ast.statements {
-            bindings.push(statement.binding);
-            let mut chain = Vec::new();
-            let mut edges = statement.edges.into_iter();
+            let alone = statement.nodes.len() == 1;
+            let mut elements = Vec::new();
             for node in statement.nodes {
-                let kind = match &node.target {
-                    Target::Builtin { builtin, .. } => builtin.kind,
-                    _ => Kind::Stage,
+                let element = match &node.target {
+                    Target::Name(name) if bound.contains_key(&name.to_string()) => Element::Ref {
+                        name: name.clone(),
+                        port: None,
+                        tokens: node.tokens.clone(),
+                    },
+                    Target::Port { owner, port } => Element::Ref {
+                        name: owner.clone(),
+                        port: Some(port.clone()),
+                        tokens: node.tokens.clone(),
+                    },
+                    _ => {
+                        let kind = match &node.target {
+                            Target::Builtin { builtin, .. } => builtin.kind,
+                            _ => Kind::Stage,
+                        };
+                        let ports = branch_ports(&node);
+                        Element::Node(graph.add_node(Node {
+                            name: node.display_name(),
+                            ast: node,
+                            kind,
+                            binding: None,
+                            ports,
+                            alone,
+                            excused: false,
+                        }))
+                    }
                 };
-                let name = unique_name(&mut names, node.display_name());
-                let index = graph.add_node(Node {
-                    ast: node,
-                    kind,
-                    name,
-                });
-                if let Some(&previous) = chain.last() {
-                    let op = edges.next().unwrap_or_default();
-                    graph.add_edge(previous, index, Edge { op });
-                }
-                chain.push(index);
+                elements.push(element);
             }
-            chains.push(chain);
+            statements.push((statement.binding, elements, statement.edges));
         }
+
+        // Each binding names its statement's last element; only the first
+        // binding of a name counts (the second was reported).
+        let mut targets: HashMap<String, &Element> = HashMap::new();
+        for (binding, elements, _) in &statements {
+            if let (Some(binding), Some(last)) = (binding, elements.last()) {
+                targets.entry(binding.to_string()).or_insert(last);
+            }
+        }
+        let stages: Vec<String> = graph
+            .node_weights()
+            .map(|node: &Node| node.ast.display_name())
+            .collect();
+        let resolve = |element: &Element, diagnostics: &mut Diagnostics| -> Option<Resolved> {
+            resolve(element, &targets, &bound, &stages, diagnostics)
+        };
+
+        let mut edges = Vec::new();
+        let mut mentioned_ports = HashSet::new();
+        for (binding, elements, ops) in &statements {
+            if let (Some(binding), Some(Element::Node(index))) = (binding, elements.last()) {
+                let first = matches!(
+                    targets.get(&binding.to_string()),
+                    Some(Element::Node(first)) if first == index
+                );
+                let node: &mut Node = &mut graph[*index];
+                if first {
+                    node.binding = Some(binding.clone());
+                } else {
+                    // A duplicate binding: its error says it all.
+                    node.excused = true;
+                }
+            }
+            let resolved: Vec<Option<Resolved>> = elements
+                .iter()
+                .map(|element| resolve(element, diagnostics))
+                .collect();
+            for (node, port) in resolved.iter().flatten() {
+                if let Some(port) = port {
+                    mentioned_ports.insert((*node, port.to_string()));
+                }
+            }
+            for (position, pair) in resolved.windows(2).enumerate() {
+                let (Some((from, port)), Some((to, to_port))) = (&pair[0], &pair[1]) else {
+                    if let (None, Some(Element::Node(to))) = (&pair[0], elements.get(position + 1))
+                    {
+                        graph[*to].excused = true;
+                    }
+                    continue;
+                };
+                let target = element_tokens(&elements[position + 1], &graph);
+                if let Some(to_port) = to_port {
+                    let owner = graph[*to].binding_or_name();
+                    diagnostics.error_spanned(
+                        &target,
+                        format!(
+                            "`{owner}[{to_port}]` is an output port, so it cannot take input; \
+                             a port can only start a chain, as in `{owner}[{to_port}] >> for_each(..)`"
+                        ),
+                    );
+                    graph[*from].excused = true;
+                    continue;
+                }
+                let op = ops.get(position).cloned().unwrap_or_default();
+                edges.push((
+                    *from,
+                    *to,
+                    Edge {
+                        op,
+                        port: port.clone(),
+                        target,
+                    },
+                ));
+            }
+            if let ([Element::Ref { tokens, .. }], None) = (elements.as_slice(), binding) {
+                diagnostics.error_spanned(
+                    tokens,
+                    format!(
+                        "this statement only names `{tokens}`, which does nothing; \
+                             continue the chain, as in `{tokens} >> for_each(|item| ..);`"
+                    ),
+                );
+            }
+        }
+        for (from, to, edge) in edges {
+            graph.add_edge(from, to, edge);
+        }
+        unique_names(&mut graph);
         (
             Graph {
                 graph,
-                chains,
-                bindings,
+                mentioned_ports,
             },
             ast.options,
         )
@@ -113,20 +253,212 @@ impl Graph {
         &self.graph[index]
     }
 
-    /// The `>>` between `from` and `to`, if they are joined.
-    pub fn edge_op(&self, from: NodeIndex, to: NodeIndex) -> Option<&TokenStream> {
+    /// The edge at `index`.
+    pub fn edge(&self, index: EdgeIndex) -> &Edge {
+        &self.graph[index]
+    }
+
+    /// The edges leaving `node`'s main output (`port == None`), in the
+    /// order they were written.
+    pub fn main_outputs(&self, node: NodeIndex) -> Vec<EdgeIndex> {
+        self.outputs(node, |port| port.is_none())
+    }
+
+    /// The edges leaving `node` from the port called `name`.
+    pub fn port_outputs(&self, node: NodeIndex, name: &str) -> Vec<EdgeIndex> {
+        self.outputs(node, |port| port.is_some_and(|p| p == name))
+    }
+
+    fn outputs(&self, node: NodeIndex, keep: impl Fn(Option<&Ident>) -> bool) -> Vec<EdgeIndex> {
+        let mut edges: Vec<EdgeIndex> = self
+            .graph
+            .edges_directed(node, Direction::Outgoing)
+            .filter(|edge| keep(edge.weight().port.as_ref()))
+            .map(|edge| petgraph::visit::EdgeRef::id(&edge))
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    /// The edges entering `node`, in the order they were written.
+    pub fn inputs(&self, node: NodeIndex) -> Vec<EdgeIndex> {
+        let mut edges: Vec<EdgeIndex> = self
+            .graph
+            .edges_directed(node, Direction::Incoming)
+            .map(|edge| petgraph::visit::EdgeRef::id(&edge))
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    /// The two ends of an edge.
+    pub fn ends(&self, edge: EdgeIndex) -> (NodeIndex, NodeIndex) {
         self.graph
-            .find_edge(from, to)
-            .map(|edge| &self.graph[edge].op)
+            .edge_endpoints(edge)
+            .unwrap_or((NodeIndex::end(), NodeIndex::end()))
     }
 }
 
-fn unique_name(names: &mut Vec<String>, base: String) -> String {
-    let count = names.iter().filter(|n| **n == base).count();
-    names.push(base.clone());
-    if count == 0 {
-        base
-    } else {
-        format!("{base}#{}", count + 1)
+impl Node {
+    /// The name the user wrote for this node: its binding if it has one.
+    pub fn binding_or_name(&self) -> String {
+        self.binding
+            .as_ref()
+            .map_or_else(|| self.ast.display_name(), ToString::to_string)
+    }
+}
+
+/// Every name bound with `=`, reporting names bound twice.
+fn bound_names(ast: &PipelineAst, diagnostics: &mut Diagnostics) -> HashMap<String, Ident> {
+    let mut bound: HashMap<String, Ident> = HashMap::new();
+    for binding in ast.statements.iter().filter_map(|s| s.binding.as_ref()) {
+        match bound.get(&binding.to_string()) {
+            Some(first) => {
+                diagnostics.error_spanned(
+                    binding,
+                    format!(
+                        "the name `{binding}` is bound twice; \
+                         give this chain another name, or feed the first one with `>> {binding}`"
+                    ),
+                );
+                diagnostics.error_spanned(first, format!("`{binding}` is first bound here"));
+            }
+            None => {
+                bound.insert(binding.to_string(), binding.clone());
+            }
+        }
+    }
+    bound
+}
+
+/// Follows a reference to the node (and port) it names.
+fn resolve(
+    element: &Element,
+    targets: &HashMap<String, &Element>,
+    bound: &HashMap<String, Ident>,
+    stages: &[String],
+    diagnostics: &mut Diagnostics,
+) -> Option<Resolved> {
+    let (mut name, port) = match element {
+        Element::Node(index) => return Some((*index, None)),
+        Element::Ref { name, port, .. } => (name.clone(), port.clone()),
+    };
+    // `a = b; b = a;` would loop; a chain of aliases is never longer than
+    // the number of names.
+    for _ in 0..=targets.len() {
+        match targets.get(&name.to_string()) {
+            Some(Element::Node(index)) => return Some((*index, port)),
+            Some(Element::Ref {
+                name: next,
+                port: alias_port,
+                ..
+            }) => match (alias_port, &port) {
+                (None, _) => name = next.clone(),
+                (Some(alias_port), None) => {
+                    let (index, _) = resolve(
+                        &Element::Ref {
+                            name: next.clone(),
+                            port: None,
+                            tokens: TokenStream::new(),
+                        },
+                        targets,
+                        bound,
+                        stages,
+                        diagnostics,
+                    )?;
+                    return Some((index, Some(alias_port.clone())));
+                }
+                (Some(_), Some(port)) => {
+                    diagnostics.error_spanned(
+                        port,
+                        format!("`{name}` already names a port, so it has no ports of its own"),
+                    );
+                    return None;
+                }
+            },
+            None if stages.contains(&name.to_string()) => {
+                diagnostics.error_spanned(
+                    &name,
+                    format!(
+                        "`{name}` is used as a stage, but only a bound name has ports; \
+                         bind it, as in `parsed = source >> {name};`, and write `parsed[..]`"
+                    ),
+                );
+                return None;
+            }
+            None => {
+                let candidates: Vec<&str> = bound.keys().map(String::as_str).collect();
+                let hint = did_you_mean(&name.to_string(), candidates.iter().copied())
+                    .map(|best| format!("; did you mean `{best}`?"))
+                    .unwrap_or_else(|| {
+                        format!("; bind it first, as in `{name} = source >> stage;`")
+                    });
+                diagnostics.error_spanned(
+                    &name,
+                    format!("there is no node called `{name}` in this pipeline{hint}"),
+                );
+                return None;
+            }
+        }
+    }
+    diagnostics.error_spanned(
+        &name,
+        format!("`{name}` is defined only in terms of itself"),
+    );
+    None
+}
+
+fn element_tokens(element: &Element, graph: &DiGraph<Node, Edge>) -> TokenStream {
+    match element {
+        Element::Node(index) => graph[*index].ast.tokens.clone(),
+        Element::Ref { tokens, .. } => tokens.clone(),
+    }
+}
+
+/// The ports declared by `branch(|item, [a, b]| ..)`; empty for any other
+/// node (validation reports a malformed branch).
+fn branch_ports(node: &NodeAst) -> Vec<Ident> {
+    let Target::Builtin { builtin, call } = &node.target else {
+        return Vec::new();
+    };
+    if builtin.name != "branch" {
+        return Vec::new();
+    }
+    let Some(syn::Expr::Closure(closure)) = call.args.first() else {
+        return Vec::new();
+    };
+    let Some(syn::Pat::Slice(slice)) = closure.inputs.iter().nth(1) else {
+        return Vec::new();
+    };
+    slice
+        .elems
+        .iter()
+        .filter_map(|pat| match pat {
+            syn::Pat::Ident(ident) if ident.subpat.is_none() => Some(ident.ident.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Names nodes for reports: a bound name, else the stage's name, with `#2`,
+/// `#3` for repeats.
+fn unique_names(graph: &mut DiGraph<Node, Edge>) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for index in graph.node_indices() {
+        let node = &mut graph[index];
+        let base = node.binding_or_name();
+        let count = seen.entry(base.clone()).or_insert(0);
+        *count += 1;
+        node.name = if *count == 1 {
+            base
+        } else {
+            format!("{base}#{count}")
+        };
+    }
+}
+
+impl ToTokens for Node {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.ast.tokens.to_tokens(tokens);
     }
 }

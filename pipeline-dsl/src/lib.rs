@@ -37,7 +37,7 @@ pub fn expand_pipeline(input: TokenStream) -> TokenStream {
 pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
     let mut diagnostics = Diagnostics::new();
     let ast = parse::parse(input, &mut diagnostics);
-    let (graph, options) = graph::Graph::build(ast);
+    let (graph, options) = graph::Graph::build(ast, &mut diagnostics);
     let verdict = validate::validate(&graph, &options, call_site, &mut diagnostics);
     codegen::generate(&graph, &verdict, &diagnostics)
 }
@@ -47,7 +47,7 @@ pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
 pub fn check_pipeline(input: TokenStream) -> Vec<String> {
     let mut diagnostics = Diagnostics::new();
     let ast = parse::parse(input, &mut diagnostics);
-    let (graph, options) = graph::Graph::build(ast);
+    let (graph, options) = graph::Graph::build(ast, &mut diagnostics);
     validate::validate(&graph, &options, Span::call_site(), &mut diagnostics);
     diagnostics.messages()
 }

@@ -1,22 +1,51 @@
 //! Phase 3: the checks a graph must pass before code is generated.
 //!
 //! Each check adds errors to the shared [`Diagnostics`] and moves on, so
-//! one expansion reports every problem it can find.
+//! one expansion reports every problem it can find. Checks that need types
+//! (an edge between mismatched stages, a fan-out of a type that cannot be
+//! cloned, a merge of different types) are left to the compiler, through
+//! the bounds the generated code puts at the user's tokens.
 
+use std::collections::HashSet;
+
+use petgraph::Direction;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::{Dfs, EdgeRef};
 use proc_macro2::Span;
 
-use crate::diagnostics::Diagnostics;
-use crate::graph::{Graph, Kind};
+use crate::diagnostics::{Diagnostics, did_you_mean};
+use crate::graph::{Graph, Kind, Node};
 use crate::options::check_options;
 use crate::parse::Target;
 
-/// Which chains can still be wired after validation: a chain with an error
-/// of its own is left out of the generated code, so its error is not
-/// followed by type errors the user did not make.
+/// What can still be wired after validation: a node with an error of its
+/// own is left out of the generated code (with everything downstream of
+/// it), so its error is not followed by type errors the user did not make.
 pub struct Verdict {
-    /// For each chain, whether its code can be generated.
-    pub chain_ok: Vec<bool>,
+    /// For each node (by index), whether it passed every check.
+    pub node_ok: Vec<bool>,
 }
+
+impl Verdict {
+    /// Whether `node` passed every check.
+    pub fn ok(&self, node: NodeIndex) -> bool {
+        self.node_ok.get(node.index()).copied().unwrap_or(false)
+    }
+}
+
+/// Builtins that cannot fail, so they have no `errors` port.
+const INFALLIBLE: &[&str] = &[
+    "map",
+    "filter",
+    "filter_map",
+    "flat_map",
+    "inspect",
+    "then",
+    "collect",
+    "discard",
+    "branch",
+];
 
 /// Runs every check.
 pub fn validate(
@@ -25,178 +54,476 @@ pub fn validate(
     call_site: Span,
     diagnostics: &mut Diagnostics,
 ) -> Verdict {
-    check_options(options, diagnostics);
-    if graph.chains.is_empty() && diagnostics.is_empty() {
-        diagnostics.error(
+    let mut checker = Checker {
+        graph,
+        diagnostics,
+        bad: HashSet::new(),
+    };
+    check_options(options, checker.diagnostics);
+    if graph.graph.node_count() == 0 && checker.diagnostics.is_empty() {
+        checker.diagnostics.error(
             call_site,
             "this pipeline is empty; write a chain from a source to a sink, \
              such as `iter(items) >> for_each(|item| println!(\"{item:?}\"));`",
         );
     }
-    let bound: Vec<String> = graph
-        .bindings
-        .iter()
-        .flatten()
-        .map(ToString::to_string)
+    for index in graph.graph.node_indices() {
+        checker.node(index);
+    }
+    for edge in graph.graph.edge_references() {
+        checker.edge(edge.id());
+    }
+    let on_cycles = checker.cycles();
+    checker.reachability(&on_cycles);
+    let node_ok = graph
+        .graph
+        .node_indices()
+        .map(|index| !checker.bad.contains(&index))
         .collect();
-    for binding in graph.bindings.iter().flatten() {
-        diagnostics.error_spanned(
-            binding,
-            format!(
-                "binding `{binding} = ..` is not supported yet; \
-                 named nodes arrive with the graph DSL"
-            ),
-        );
-    }
-    let mut chain_ok = Vec::new();
-    for (chain_index, chain) in graph.chains.iter().enumerate() {
-        let errors_before = diagnostics.len();
-        let starts_at_graph_construct = chain.first().is_some_and(|&i| {
-            matches!(graph.node(i).ast.target, Target::Port { .. })
-                || matches!(&graph.node(i).ast.target, Target::Name(n) if bound.iter().any(|b| n == b))
-        });
-        if chain_index >= 1 && !starts_at_graph_construct && graph.bindings[chain_index].is_none() {
-            let first = graph.node(graph.chains[chain_index][0]);
-            diagnostics.error(
-                first.ast.span(),
-                "only one chain per pipeline is supported yet; \
-                 fan-out, merge and several chains arrive with the graph DSL",
-            );
-        }
-        check_chain(graph, chain, &bound, diagnostics);
-        chain_ok.push(!chain.is_empty() && diagnostics.len() == errors_before);
-    }
-    Verdict { chain_ok }
+    Verdict { node_ok }
 }
 
-fn check_chain(
-    graph: &Graph,
-    chain: &[petgraph::graph::NodeIndex],
-    bound: &[String],
-    diagnostics: &mut Diagnostics,
-) {
-    // A statement whose syntax error left no node has been reported.
-    let Some(last) = chain.len().checked_sub(1) else {
-        return;
-    };
-    for (position, &index) in chain.iter().enumerate() {
+struct Checker<'a> {
+    graph: &'a Graph,
+    diagnostics: &'a mut Diagnostics,
+    bad: HashSet<NodeIndex>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, node: NodeIndex, tokens: impl quote::ToTokens, message: String) {
+        self.bad.insert(node);
+        self.diagnostics.error_spanned(tokens, message);
+    }
+
+    /// Checks of one node on its own: its call, its options, its ports,
+    /// and whether its role fits its place in the graph.
+    fn node(&mut self, index: NodeIndex) {
+        let graph = self.graph;
         let node = graph.node(index);
-        check_options(&node.ast.options, diagnostics);
-        match &node.ast.target {
-            Target::Port { owner, port } => {
-                diagnostics.error_spanned(
-                    &node.ast.tokens,
+        let errors_before = self.diagnostics.len();
+        check_options(&node.ast.options, self.diagnostics);
+        if self.diagnostics.len() > errors_before {
+            self.bad.insert(index);
+        }
+        if let Target::Builtin { builtin, call } = &node.ast.target {
+            if !builtin.implemented {
+                self.error(
+                    index,
+                    &call.func,
+                    format!("the built-in `{}` is not supported yet", builtin.name),
+                );
+                return;
+            }
+            let args = call.args.len();
+            let (min, max) = builtin.arity;
+            if args < min || args > max {
+                let expected = match (min, max) {
+                    (0, 0) => "no arguments".to_owned(),
+                    (1, 1) => "one argument".to_owned(),
+                    (a, b) if a == b => format!("{a} arguments"),
+                    (a, b) => format!("{a} to {b} arguments"),
+                };
+                self.bad.insert(index);
+                self.diagnostics.error(
+                    call.paren_token.span.join(),
                     format!(
-                        "ports such as `{owner}[{port}]` are not supported yet; \
-                         they arrive with the graph DSL"
+                        "`{}` takes {expected}, as in `{}`",
+                        builtin.name, builtin.usage
                     ),
                 );
-                continue;
+                return;
             }
-            Target::Name(name) if bound.iter().any(|b| name == b) => {
-                diagnostics.error_spanned(
-                    name,
-                    format!(
-                        "using the bound name `{name}` as a node is not supported yet; \
-                         it arrives with the graph DSL"
-                    ),
-                );
-                continue;
+            if builtin.name == "branch" {
+                self.branch_shape(index);
             }
-            Target::Builtin { builtin, call } => {
-                if !builtin.implemented {
-                    diagnostics.error_spanned(
-                        &call.func,
-                        format!("the built-in `{}` is not supported yet", builtin.name),
-                    );
-                    continue;
-                }
-                let args = call.args.len();
-                let (min, max) = builtin.arity;
-                if args < min || args > max {
-                    diagnostics.error(
-                        call.paren_token.span.join(),
-                        format!(
-                            "`{}` takes {}, as in `{}`",
-                            builtin.name,
-                            match (min, max) {
-                                (0, 0) => "no arguments".to_owned(),
-                                (1, 1) => "one argument".to_owned(),
-                                (a, b) if a == b => format!("{a} arguments"),
-                                (a, b) => format!("{a} to {b} arguments"),
-                            },
-                            builtin.usage
-                        ),
-                    );
-                }
-            }
-            _ => {}
         }
-        let kind = node.kind;
-        if position == 0 && chain.len() == 1 {
-            diagnostics.error_spanned(&node.ast.tokens, {
-                let name = node.ast.display_name();
-                match kind {
-                    Kind::Source => format!(
-                        "`{name}` alone is not a pipeline: add a sink after it, \
-                             as in `{name}(..) >> for_each(|item| ..)`"
-                    ),
-                    Kind::Sink => format!(
-                        "`{name}` alone is not a pipeline: put a source before it, \
-                             as in `iter(items) >> {name}(..)`"
-                    ),
-                    _ => format!(
-                        "`{name}` alone is not a pipeline: a chain needs a source and a sink, \
-                             as in `iter(items) >> {name} >> for_each(|item| ..)`"
-                    ),
-                }
-            });
-            continue;
+        let inputs = graph.inputs(index).len();
+        let outputs = graph.main_outputs(index).len();
+        if node.excused {
+            self.bad.insert(index);
         }
-        if position == 0 && !matches!(kind, Kind::Source | Kind::Stage) {
-            diagnostics.error_spanned(
-                &node.ast.tokens,
-                format!(
-                    "this chain starts with `{}`, which is {} and needs input; \
+        let name = node.ast.display_name();
+        if inputs == 0 && outputs == 0 && node.alone && node.binding.is_none() {
+            let message = match node.kind {
+                Kind::Source => format!(
+                    "`{name}` alone is not a pipeline: add a sink after it, \
+                     as in `{name}(..) >> for_each(|item| ..)`"
+                ),
+                Kind::Sink => format!(
+                    "`{name}` alone is not a pipeline: put a source before it, \
+                     as in `iter(items) >> {name}(..)`"
+                ),
+                _ => format!(
+                    "`{name}` alone is not a pipeline: a chain needs a source and a sink, \
+                     as in `iter(items) >> {name} >> for_each(|item| ..)`"
+                ),
+            };
+            self.error(index, node, message);
+            return;
+        }
+        if inputs == 0 && !node.excused && !matches!(node.kind, Kind::Source | Kind::Stage) {
+            let message = match &node.binding {
+                Some(binding) if node.alone => format!(
+                    "`{binding}` is never fed: no chain leads into it, and {} needs input; \
+                     feed it, as in `source >> {binding};`",
+                    node.kind.described()
+                ),
+                _ => format!(
+                    "this chain starts with `{name}`, which is {} and needs input; \
                      start it with a source such as `iter(items)`",
-                    node.ast.display_name(),
-                    kind.described()
+                    node.kind.described()
+                ),
+            };
+            self.error(index, node, message);
+        }
+        if outputs == 0 && !node.excused && matches!(node.kind, Kind::Transform | Kind::Accumulator)
+        {
+            let shown = node.binding_or_name();
+            self.error(
+                index,
+                node,
+                format!(
+                    "the output of `{shown}` goes nowhere; \
+                     add `>> discard()` to drop it, or send it to a sink such as `for_each(..)`"
                 ),
             );
         }
-        if position > 0 && kind == Kind::Source {
-            diagnostics.error_spanned(
-                &node.ast.tokens,
+        if outputs == 0
+            && inputs == 0
+            && !node.excused
+            && node.kind == Kind::Source
+            && !(node.alone && node.binding.is_none())
+        {
+            let shown = node.binding_or_name();
+            self.error(
+                index,
+                node,
+                format!(
+                    "the items of `{shown}` go nowhere; \
+                     send them to a sink, as in `{shown} >> for_each(|item| ..);`"
+                ),
+            );
+        }
+        if node.kind == Kind::Branch {
+            self.branch_ports_used(index);
+        }
+    }
+
+    /// `branch(|item, [a, b]| ..)`: a closure of two parameters whose
+    /// second is a list of distinct port names.
+    fn branch_shape(&mut self, index: NodeIndex) {
+        let node = self.graph.node(index);
+        let Target::Builtin { call, .. } = &node.ast.target else {
+            return;
+        };
+        const SHAPE: &str = "as in `branch(|item, [big, small]| if .. { big } else { small })`";
+        let closure = match call.args.first() {
+            Some(syn::Expr::Closure(closure)) => closure,
+            Some(other) => {
+                self.error(
+                    index,
+                    other,
+                    format!("`branch` takes a closure of the item and its ports, {SHAPE}"),
+                );
+                return;
+            }
+            None => return,
+        };
+        if closure.inputs.len() != 2 {
+            self.error(
+                index,
+                &closure.inputs,
+                format!(
+                    "a `branch` closure takes two parameters, the item and a list of ports, {SHAPE}"
+                ),
+            );
+            return;
+        }
+        let Some(syn::Pat::Slice(slice)) = closure.inputs.iter().nth(1) else {
+            let second = closure.inputs.iter().nth(1);
+            self.error(
+                index,
+                second,
+                format!("the second parameter of a `branch` closure lists its ports, {SHAPE}"),
+            );
+            return;
+        };
+        if slice.elems.is_empty() {
+            self.error(
+                index,
+                slice,
+                format!("a `branch` needs at least one port, {SHAPE}"),
+            );
+            return;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for pat in &slice.elems {
+            match pat {
+                syn::Pat::Ident(ident) if ident.subpat.is_none() && ident.by_ref.is_none() => {
+                    let port = ident.ident.to_string();
+                    if port == "errors" {
+                        self.error(
+                            index,
+                            &ident.ident,
+                            "`errors` is the port of failed items; give this branch port another name"
+                                .to_owned(),
+                        );
+                    } else if seen.contains(&port) {
+                        self.error(
+                            index,
+                            &ident.ident,
+                            format!("the port `{port}` is declared twice in this branch"),
+                        );
+                    }
+                    seen.push(port);
+                }
+                other => self.error(
+                    index,
+                    other,
+                    format!("a branch port is a plain name, {SHAPE}"),
+                ),
+            }
+        }
+    }
+
+    /// Every declared port of a branch must lead somewhere.
+    fn branch_ports_used(&mut self, index: NodeIndex) {
+        let graph = self.graph;
+        let node = graph.node(index);
+        let shown = node.binding_or_name();
+        let declared: Vec<String> = node.ports.iter().map(ToString::to_string).collect();
+        // A misspelt port was reported; the port it was meant to be is
+        // probably the one that looks unconnected.
+        let misspelt = graph
+            .mentioned_ports
+            .iter()
+            .any(|(owner, port)| *owner == index && !declared.contains(port));
+        if misspelt {
+            return;
+        }
+        for port in &node.ports {
+            let mentioned = graph.mentioned_ports.contains(&(index, port.to_string()));
+            if !mentioned {
+                let message = if node.binding.is_some() {
+                    format!(
+                        "the port `{port}` of `{shown}` is never connected, so its items would be lost; \
+                         connect it, as in `{shown}[{port}] >> discard();`"
+                    )
+                } else {
+                    format!(
+                        "the port `{port}` is never connected, so its items would be lost; \
+                         bind the branch, as in `split = .. >> branch(..);`, and connect `split[{port}]`"
+                    )
+                };
+                self.error(index, port, message);
+            }
+        }
+    }
+
+    /// Checks of one edge: what it leaves from and what it enters.
+    fn edge(&mut self, edge: petgraph::graph::EdgeIndex) {
+        let graph = self.graph;
+        let (from, to) = graph.ends(edge);
+        let weight = graph.edge(edge);
+        let (source, target) = (graph.node(from), graph.node(to));
+        if target.kind == Kind::Source && !unsupported(target) && !unsupported(source) {
+            self.error(
+                to,
+                &weight.target,
                 format!(
                     "`{}` is a source, so it cannot take input; \
                      a source can only start a chain",
-                    node.ast.display_name()
+                    target.ast.display_name()
                 ),
             );
         }
-        if position < last && kind == Kind::Sink {
-            let next = chain[position + 1];
-            let op = graph.edge_op(index, next).cloned().unwrap_or_default();
-            diagnostics.error_spanned(
-                op,
-                format!(
-                    "`{}` is a sink, so nothing can follow it; \
-                     end the chain at `{}` or use `inspect(..)` to look at items and pass them on",
-                    node.ast.display_name(),
-                    node.ast.display_name()
-                ),
-            );
+        if unsupported(source) {
+            return;
         }
-        // A source at the end was already reported as taking input.
-        if position == last && matches!(kind, Kind::Transform | Kind::Accumulator | Kind::Branch) {
-            diagnostics.error_spanned(
-                &node.ast.tokens,
+        match &weight.port {
+            None => self.main_output(from, source, weight),
+            Some(port) => self.port_output(from, source, port),
+        }
+    }
+
+    fn main_output(&mut self, from: NodeIndex, source: &Node, edge: &crate::graph::Edge) {
+        let shown = source.binding_or_name();
+        match source.kind {
+            Kind::Sink => self.error(
+                from,
+                &edge.op,
                 format!(
-                    "this chain ends in `{}`, whose output would go nowhere; \
-                     add `>> discard()` to drop it, or end the chain with a sink such as `for_each(..)`",
-                    node.ast.display_name()
+                    "`{shown}` is a sink, so nothing can follow it; \
+                     end the chain at `{shown}` or use `inspect(..)` to look at items and pass them on"
+                ),
+            ),
+            // A branch without ports was reported as malformed.
+            Kind::Branch if !source.ports.is_empty() => {
+                let ports: Vec<String> = source.ports.iter().map(|p| format!("`{shown}[{p}]`")).collect();
+                self.error(
+                    from,
+                    &edge.op,
+                    format!(
+                        "`{shown}` is a branch, so its items leave through its ports; \
+                         connect {} instead",
+                        ports.join(" and ")
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn port_output(&mut self, from: NodeIndex, source: &Node, port: &syn::Ident) {
+        let shown = source.binding_or_name();
+        let name = port.to_string();
+        if source.kind == Kind::Branch {
+            let declared: Vec<String> = source.ports.iter().map(ToString::to_string).collect();
+            if !declared.contains(&name) {
+                let hint = did_you_mean(&name, declared.iter().map(String::as_str))
+                    .map(|best| format!("did you mean `{best}`?"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "its ports are {}",
+                            declared
+                                .iter()
+                                .map(|p| format!("`{p}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    });
+                self.error(
+                    from,
+                    port,
+                    format!("`{shown}` has no port `{name}`; {hint}"),
+                );
+            }
+            return;
+        }
+        if name != "errors" {
+            let hint = if did_you_mean(&name, ["errors"]).is_some() {
+                "did you mean `errors`?".to_owned()
+            } else {
+                "the only port of a stage is `errors`, its failed items".to_owned()
+            };
+            self.error(
+                from,
+                port,
+                format!("`{shown}` has no port `{name}`; {hint}"),
+            );
+            return;
+        }
+        let builtin = match &source.ast.target {
+            Target::Builtin { builtin, .. } => Some(builtin.name),
+            _ => None,
+        };
+        if source.kind == Kind::Source {
+            self.error(
+                from,
+                port,
+                format!("`{shown}` is a source, so it has no `errors` port"),
+            );
+        } else if let Some(builtin) = builtin.filter(|b| INFALLIBLE.contains(b)) {
+            self.error(
+                from,
+                port,
+                format!(
+                    "`{builtin}` cannot fail, so it has no `errors` port; \
+                     use a `#[stage]` returning `Result` to route failures"
                 ),
             );
         }
     }
+
+    /// Reports every cycle once, at one of its edges, naming its nodes.
+    /// Returns the nodes on cycles.
+    fn cycles(&mut self) -> HashSet<NodeIndex> {
+        let graph = self.graph;
+        let mut on_cycles = HashSet::new();
+        for component in tarjan_scc(&graph.graph) {
+            let looped =
+                component.len() > 1 || graph.graph.find_edge(component[0], component[0]).is_some();
+            if !looped {
+                continue;
+            }
+            let members: HashSet<NodeIndex> = component.iter().copied().collect();
+            on_cycles.extend(members.iter().copied());
+            // Walk the cycle from its first-written node to name it in order.
+            let Some(&start) = component.iter().min() else {
+                continue;
+            };
+            let mut names = vec![graph.node(start).binding_or_name()];
+            let mut current = start;
+            let mut closing = None;
+            for _ in 0..component.len() {
+                let next = graph
+                    .graph
+                    .edges_directed(current, Direction::Outgoing)
+                    .filter(|e| members.contains(&e.target()))
+                    .min_by_key(|e| e.target());
+                let Some(next) = next else { break };
+                names.push(graph.node(next.target()).binding_or_name());
+                closing = Some(next.id());
+                current = next.target();
+                if current == start {
+                    break;
+                }
+            }
+            let Some(edge) = closing else { continue };
+            let op = graph.edge(edge).op.clone();
+            for &member in &component {
+                self.bad.insert(member);
+            }
+            self.diagnostics.error_spanned(
+                op,
+                format!(
+                    "this `>>` closes a cycle: {}; a pipeline must not feed a node's output back into it",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+            );
+        }
+        on_cycles
+    }
+
+    /// Nodes no source reaches (and not already reported on a cycle).
+    fn reachability(&mut self, on_cycles: &HashSet<NodeIndex>) {
+        let graph = &self.graph.graph;
+        let mut reached = HashSet::new();
+        for head in graph.node_indices() {
+            if graph
+                .edges_directed(head, Direction::Incoming)
+                .next()
+                .is_some()
+            {
+                continue;
+            }
+            let mut dfs = Dfs::new(graph, head);
+            while let Some(node) = dfs.next(graph) {
+                reached.insert(node);
+            }
+        }
+        for index in graph.node_indices() {
+            if reached.contains(&index) || on_cycles.contains(&index) {
+                continue;
+            }
+            let node = self.graph.node(index);
+            self.error(
+                index,
+                node,
+                format!(
+                    "`{}` is unreachable: only a cycle leads into it, so no source ever feeds it",
+                    node.binding_or_name()
+                ),
+            );
+        }
+    }
+}
+
+/// A builtin of a later version: reported as such, and nothing more.
+fn unsupported(node: &Node) -> bool {
+    matches!(&node.ast.target, Target::Builtin { builtin, .. } if !builtin.implemented)
 }

@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::fan::{FailureRoute, LogFailures, Outlet};
 use crate::graph::NodeKind;
 use crate::lifecycle::Control;
 use crate::metrics::StageStats;
@@ -124,42 +125,55 @@ impl<S: Source> Chain for Head<S> {
     }
 }
 
-/// A chain `A` followed by the stage `B`, which takes `M` and emits `O`.
+/// A chain `A` followed by the stage `B`, which takes `M` and emits `O`;
+/// failed items go to `P` (logged and dropped unless the stage's `errors`
+/// port is connected).
 ///
 /// `M` and `O` are parameters rather than projections so that this type
 /// stays well-formed, and the mismatch is reported only where it is made.
-pub struct Fuse<A, B, M, O, E> {
+pub struct Fuse<A, B, M, O, E, P = LogFailures> {
     upstream: A,
     stage: B,
     ctx: StageContext,
     input: Vec<M>,
     failures: Failures<E>,
+    on_failure: P,
     _out: PhantomData<fn() -> O>,
 }
 
 impl<A, B, M, O, E> Fuse<A, B, M, O, E> {
     /// `upstream` followed by `stage`, counting into `stats`.
     pub fn new(upstream: A, stage: B, stats: Arc<StageStats>) -> Self {
+        Fuse::with_failures(upstream, stage, stats, LogFailures)
+    }
+}
+
+impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
+    /// `upstream` followed by `stage`, with failed items going to
+    /// `on_failure`.
+    pub fn with_failures(upstream: A, stage: B, stats: Arc<StageStats>, on_failure: P) -> Self {
         Fuse {
             upstream,
             stage,
             ctx: StageContext::new(stats),
             input: Vec::new(),
             failures: Failures::default(),
+            on_failure,
             _out: PhantomData,
         }
     }
 }
 
-impl<A, B, M, O, E> Outputs for Fuse<A, B, M, O, E> {
+impl<A, B, M, O, E, P> Outputs for Fuse<A, B, M, O, E, P> {
     type Out = O;
 }
 
-impl<A, B, M, O, E> Chain for Fuse<A, B, M, O, E>
+impl<A, B, M, O, E, P> Chain for Fuse<A, B, M, O, E, P>
 where
     A: Chain<Out = M>,
     B: Stage<M, Out = O, Error = E>,
     E: std::fmt::Display,
+    P: FailureRoute<M, E>,
 {
     type Out = O;
 
@@ -181,30 +195,32 @@ where
             return Ok(pull);
         }
         let before = out.len();
+        self.on_failure.keep(&self.input);
+        let start = self.failures.position();
         self.stage
             .process_chunk(&mut self.input, out, &mut self.failures, &self.ctx)
             .await;
         // A stage that leaves inputs behind would lose them silently.
         debug_assert!(self.input.is_empty(), "a stage must drain its input chunk");
         self.input.clear();
-        let name = self.ctx.name();
         let (mut filtered, errors) = self.failures.take();
         // A sink emits nothing by design: an item it took without an error
         // was consumed, not filtered.
         if self.ctx.stats().kind() == NodeKind::Sink {
             filtered = 0;
         }
-        let mut failed = 0;
-        for (position, error) in errors {
-            failed += 1;
-            tracing::warn!(stage = name, item = position, %error, "item failed; dropped");
-        }
+        let failed: Vec<(usize, E)> = errors
+            .map(|(position, error)| ((position - start) as usize, error))
+            .collect();
         self.ctx.stats().record_chunk(
             items_in as u64,
             (out.len() - before) as u64,
             filtered,
-            failed,
+            failed.len() as u64,
         );
+        if !failed.is_empty() {
+            self.on_failure.route(failed, &self.ctx).await;
+        }
         Ok(pull)
     }
 
@@ -234,6 +250,45 @@ pub async fn drive<C: Chain>(mut chain: C, control: Control) -> Result<(), Error
         }
     }
     chain.close().await
+}
+
+/// Runs a chain whose output leaves through an [`Outlet`] (a fan-out, a
+/// merge input or a branch): like [`drive`], then closes the outlet so the
+/// chains downstream see the end of their input.
+///
+/// The outlet is closed even when the chain fails, so downstream chains
+/// finish with what they were sent instead of waiting forever.
+pub async fn drive_into<C, O>(mut chain: C, mut outlet: O, control: Control) -> Result<(), Error>
+where
+    C: Chain,
+    O: Outlet<C::Out>,
+{
+    let result = async {
+        chain.init().await?;
+        let mut out = Vec::new();
+        loop {
+            let pull = chain.pull(&mut out, &control).await?;
+            outlet.send(&mut out).await;
+            if pull == Pull::Done {
+                break;
+            }
+        }
+        chain.close().await
+    }
+    .await;
+    outlet.close().await;
+    result
+}
+
+/// Runs two parts of a pipeline concurrently in the current task, ending
+/// at the first error. The generated code nests it to run every fused
+/// chain of a graph.
+pub async fn join<A, B>(a: A, b: B) -> Result<(), Error>
+where
+    A: Future<Output = Result<(), Error>>,
+    B: Future<Output = Result<(), Error>>,
+{
+    tokio::try_join!(a, b).map(|_| ())
 }
 
 #[cfg(test)]

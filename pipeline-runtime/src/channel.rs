@@ -57,7 +57,7 @@ const MAX_CAPACITY: usize = if (u32::MAX as usize) < Semaphore::MAX_PERMITS {
 /// The sender can be cloned for fan-in; the receiver sees
 /// [`recv_chunk`](EdgeReceiver::recv_chunk) return `None` once every sender is
 /// gone and the queue is drained.
-pub fn edge<T: Send>(capacity: usize, chunk: usize) -> (EdgeSender<T>, EdgeReceiver<T>) {
+pub fn edge<T>(capacity: usize, chunk: usize) -> (EdgeSender<T>, EdgeReceiver<T>) {
     let capacity = capacity.clamp(1, MAX_CAPACITY);
     let chunk = chunk.clamp(1, capacity);
     let shared = Arc::new(Shared {

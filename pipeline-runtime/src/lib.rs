@@ -20,6 +20,7 @@ pub mod chain;
 pub mod channel;
 pub mod envelope;
 pub mod error;
+pub mod fan;
 pub mod graph;
 pub mod io;
 pub mod lifecycle;

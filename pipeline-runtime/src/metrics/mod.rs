@@ -1,11 +1,13 @@
-//! Counters kept per stage while a pipeline runs, and the [`Report`] built
-//! from them when it ends.
+//! Counters kept per stage ([`StageStats`]) and per edge ([`EdgeStats`])
+//! while a pipeline runs, and the [`Report`] built from them when it ends.
 //!
 //! Counters are updated once per chunk, not per item, so keeping them costs
 //! nothing measurable on the fast path.
 
+mod edge;
 mod report;
 mod stats;
 
-pub use report::{Report, StageReport};
+pub use edge::EdgeStats;
+pub use report::{EdgeReport, Report, StageReport};
 pub use stats::StageStats;

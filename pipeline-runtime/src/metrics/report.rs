@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::StageStats;
+use super::{EdgeStats, StageStats};
 use crate::graph::NodeKind;
 
 /// Counts of one stage at the end of a run.
@@ -53,14 +53,51 @@ impl StageReport {
     }
 }
 
-/// What a finished run did: per-stage counts and the run's duration.
+/// Counts of one edge at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EdgeReport {
+    /// The upstream stage's name.
+    pub from: &'static str,
+    /// The downstream stage's name.
+    pub to: &'static str,
+    /// The named port the edge leaves from, or `None` for the main output.
+    pub port: Option<&'static str>,
+    /// Items sent over the edge.
+    pub sent: u64,
+    /// Items dropped at the edge because its buffer was full.
+    pub dropped: u64,
+}
+
+impl EdgeReport {
+    /// Reads the current values of an edge's counters.
+    pub fn from_stats(stats: &EdgeStats) -> Self {
+        EdgeReport {
+            from: stats.from(),
+            to: stats.to(),
+            port: stats.port(),
+            sent: stats.sent(),
+            dropped: stats.dropped(),
+        }
+    }
+}
+
+/// What a finished run did: per-stage and per-edge counts and the run's
+/// duration.
 ///
-/// `Display` renders it as a table:
+/// `Display` renders it as a table of stages, then, if the pipeline
+/// reported any edges, a table of edges (`-` for the main output port), then
+/// how the run ended:
 ///
 /// ```text
 /// stage         kind       in    out  filtered  failed
 /// iter          source      -      4         -       -
 /// parse         transform   4      3         0       1
+///
+/// from   port    to          sent  dropped
+/// iter   -       parse          4        0
+/// parse  errors  dead           1        0
+/// completed in 1.204ms
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -71,12 +108,30 @@ pub struct Report {
     pub duration: Duration,
     /// Whether the run was stopped early by [`stop`](crate::lifecycle::PipelineHandle::stop).
     pub stopped: bool,
+    /// One entry per edge the pipeline counts, in the order they were given
+    /// to [`Pipeline::with_edges`](crate::lifecycle::Pipeline::with_edges);
+    /// empty if it counts none.
+    pub edges: Vec<EdgeReport>,
 }
 
 impl Report {
     /// The counts of the stage called `name`, if there is one.
     pub fn stage(&self, name: &str) -> Option<&StageReport> {
         self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The counts of the first edge from the stage `from` to the stage `to`,
+    /// whichever port it leaves from.
+    pub fn edge(&self, from: &str, to: &str) -> Option<&EdgeReport> {
+        self.edges.iter().find(|e| e.from == from && e.to == to)
+    }
+
+    /// The edges leaving the named `port` of the stage `from` (for example
+    /// `port("split", "big")` or `port("parse", "errors")`), in order.
+    pub fn port(&self, from: &str, port: &str) -> impl Iterator<Item = &EdgeReport> {
+        self.edges
+            .iter()
+            .filter(move |e| e.from == from && e.port == Some(port))
     }
 
     /// Total items that failed in any stage.
@@ -120,11 +175,118 @@ impl fmt::Display for Report {
                 s.dropped,
             )?;
         }
+        if !self.edges.is_empty() {
+            let width = |f: fn(&EdgeReport) -> usize, header: usize| {
+                self.edges
+                    .iter()
+                    .map(f)
+                    .chain([header])
+                    .max()
+                    .unwrap_or(header)
+            };
+            let from_width = width(|e| e.from.chars().count(), 4);
+            let port_width = width(|e| e.port.map_or(1, |p| p.chars().count()), 4);
+            let to_width = width(|e| e.to.chars().count(), 2);
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{:<from_width$}  {:<port_width$}  {:<to_width$} {:>10} {:>8}",
+                "from", "port", "to", "sent", "dropped"
+            )?;
+            for e in &self.edges {
+                writeln!(
+                    f,
+                    "{:<from_width$}  {:<port_width$}  {:<to_width$} {:>10} {:>8}",
+                    e.from,
+                    e.port.unwrap_or("-"),
+                    e.to,
+                    e.sent,
+                    e.dropped,
+                )?;
+            }
+        }
         write!(
             f,
             "{} in {:.3?}",
             if self.stopped { "stopped" } else { "completed" },
             self.duration
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(edges: Vec<EdgeReport>) -> Report {
+        let source = StageStats::new("iter", NodeKind::Source);
+        source.record_produced(4);
+        let parse = StageStats::new("parse", NodeKind::Transform);
+        parse.record_chunk(4, 3, 0, 1);
+        Report {
+            stages: vec![
+                StageReport::from_stats(&source),
+                StageReport::from_stats(&parse),
+            ],
+            duration: Duration::from_millis(2),
+            stopped: false,
+            edges,
+        }
+    }
+
+    fn edge(from: &'static str, port: Option<&'static str>, to: &'static str) -> EdgeReport {
+        let stats = EdgeStats::new(from, to, port);
+        stats.record_sent(3);
+        stats.record_dropped(1);
+        EdgeReport::from_stats(&stats)
+    }
+
+    #[test]
+    fn edges_are_found_by_ends_and_port() {
+        let report = report(vec![
+            edge("iter", None, "parse"),
+            edge("parse", None, "split"),
+            edge("parse", Some("errors"), "dead"),
+            edge("split", Some("big"), "a"),
+            edge("split", Some("big"), "b"),
+            edge("split", Some("small"), "c"),
+        ]);
+        let e = report.edge("parse", "dead").unwrap();
+        assert_eq!((e.port, e.sent, e.dropped), (Some("errors"), 3, 1));
+        assert!(report.edge("dead", "parse").is_none());
+        let big: Vec<_> = report.port("split", "big").map(|e| e.to).collect();
+        assert_eq!(big, ["a", "b"]);
+        assert_eq!(report.port("parse", "errors").count(), 1);
+        assert_eq!(report.port("iter", "errors").count(), 0);
+    }
+
+    #[test]
+    fn display_without_edges_has_no_edge_table() {
+        let text = report(Vec::new()).to_string();
+        assert!(!text.contains("from"), "{text}");
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.ends_with("completed in 2.000ms"), "{text}");
+    }
+
+    #[test]
+    fn display_with_edges_lists_them_after_the_stages() {
+        let text = report(vec![
+            edge("iter", None, "parse"),
+            edge("parse", Some("errors"), "dead_letters"),
+        ])
+        .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 8, "{text}");
+        assert_eq!(lines[3], "");
+        assert_eq!(
+            &lines[4..7],
+            [
+                "from   port    to                 sent  dropped",
+                "iter   -       parse                 3        1",
+                "parse  errors  dead_letters          3        1",
+            ],
+            "{text}"
+        );
+        assert_eq!(lines[7], "completed in 2.000ms");
     }
 }

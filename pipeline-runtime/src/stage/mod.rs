@@ -15,10 +15,12 @@
 
 mod context;
 mod emit;
+mod failed;
 mod source;
 
 pub use context::StageContext;
 pub use emit::{Emit, Failures};
+pub use failed::Failed;
 pub use source::{Pull, Source};
 
 use std::future::Future;

@@ -1,0 +1,9 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {
+        split = iter(vec![1u64, 200]) >> branch(|x: &u64, [big, small]| *x > 100);
+        split[big] >> discard();
+        split[small] >> discard();
+    };
+}
