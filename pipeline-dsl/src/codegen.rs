@@ -551,11 +551,12 @@ impl<'a> Wiring<'a> {
         for index in graph.graph.node_indices() {
             let inputs = graph.inputs(index);
             let to = position[&index];
+            let mut merged = None;
             let target = if inputs.len() > 1 {
                 let name = format!("merge into {}", graph.node(index).name);
                 let kind = quote!(#private::NodeKind::Merge);
                 nodes.push(graph_node(&name, kind, &[], graph.node(index).ast.span()));
-                edges.push(quote! {
+                merged = Some(quote! {
                     #private::GraphEdge { from: #next, to: #to, port: ::std::option::Option::None }
                 });
                 next += 1;
@@ -571,6 +572,8 @@ impl<'a> Wiring<'a> {
                     #private::GraphEdge { from: #from, to: #target, port: #port }
                 });
             }
+            // A merge node's own edge follows the edges into it.
+            edges.extend(merged);
         }
         quote! {
             #private::PipelineGraph::new(::std::vec![#(#nodes),*], ::std::vec![#(#edges),*])
