@@ -331,7 +331,8 @@ fn bound_names(ast: &PipelineAst, diagnostics: &mut Diagnostics) -> HashMap<Stri
     bound
 }
 
-/// Follows a reference to the node (and port) it names.
+/// Follows a reference to the node (and port) it names, through any
+/// chain of aliases (`a = b; b = c[port];`).
 fn resolve(
     element: &Element,
     targets: &HashMap<String, &Element>,
@@ -339,43 +340,40 @@ fn resolve(
     stages: &[String],
     diagnostics: &mut Diagnostics,
 ) -> Option<Resolved> {
-    let (mut name, port) = match element {
+    let (mut name, mut port) = match element {
         Element::Node(index) => return Some((*index, None)),
         Element::Ref { name, port, .. } => (name.clone(), port.clone()),
     };
-    // `a = b; b = a;` would loop; a chain of aliases is never longer than
-    // the number of names.
-    for _ in 0..=targets.len() {
+    // Aliases can form a loop (`a = b; b = a[x];`): walk each name once.
+    let mut seen = HashSet::new();
+    loop {
+        if !seen.insert(name.to_string()) {
+            diagnostics.error_spanned(
+                &name,
+                format!("`{name}` is defined only in terms of itself"),
+            );
+            return None;
+        }
         match targets.get(&name.to_string()) {
             Some(Element::Node(index)) => return Some((*index, port)),
             Some(Element::Ref {
                 name: next,
                 port: alias_port,
                 ..
-            }) => match (alias_port, &port) {
-                (None, _) => name = next.clone(),
-                (Some(alias_port), None) => {
-                    let (index, _) = resolve(
-                        &Element::Ref {
-                            name: next.clone(),
-                            port: None,
-                            tokens: TokenStream::new(),
-                        },
-                        targets,
-                        bound,
-                        stages,
-                        diagnostics,
-                    )?;
-                    return Some((index, Some(alias_port.clone())));
+            }) => {
+                match (alias_port, &port) {
+                    (None, _) => {}
+                    (Some(alias_port), None) => port = Some(alias_port.clone()),
+                    (Some(_), Some(port)) => {
+                        diagnostics.error_spanned(
+                            port,
+                            format!("`{name}` already names a port, so it has no ports of its own"),
+                        );
+                        return None;
+                    }
                 }
-                (Some(_), Some(port)) => {
-                    diagnostics.error_spanned(
-                        port,
-                        format!("`{name}` already names a port, so it has no ports of its own"),
-                    );
-                    return None;
-                }
-            },
+                name = next.clone();
+            }
             None if stages.contains(&name.to_string()) => {
                 diagnostics.error_spanned(
                     &name,
@@ -401,11 +399,6 @@ fn resolve(
             }
         }
     }
-    diagnostics.error_spanned(
-        &name,
-        format!("`{name}` is defined only in terms of itself"),
-    );
-    None
 }
 
 fn element_tokens(element: &Element, graph: &DiGraph<Node, Edge>) -> TokenStream {

@@ -320,6 +320,21 @@ fn take_attrs(expr: &mut Expr) -> Vec<Attribute> {
         Expr::Field(e) => &mut e.attrs,
         Expr::Macro(e) => &mut e.attrs,
         Expr::Reference(e) => &mut e.attrs,
+        Expr::Lit(e) => &mut e.attrs,
+        Expr::Unary(e) => &mut e.attrs,
+        Expr::Try(e) => &mut e.attrs,
+        Expr::Async(e) => &mut e.attrs,
+        Expr::Array(e) => &mut e.attrs,
+        Expr::Tuple(e) => &mut e.attrs,
+        Expr::Cast(e) => &mut e.attrs,
+        Expr::If(e) => &mut e.attrs,
+        Expr::Match(e) => &mut e.attrs,
+        Expr::Await(e) => &mut e.attrs,
+        Expr::Unsafe(e) => &mut e.attrs,
+        Expr::Group(e) => &mut e.attrs,
+        Expr::Range(e) => &mut e.attrs,
+        Expr::Repeat(e) => &mut e.attrs,
+        Expr::Binary(e) => &mut e.attrs,
         _ => return Vec::new(),
     };
     std::mem::take(attrs)
@@ -332,16 +347,9 @@ fn lower_node(expr: Expr, options: Vec<Attribute>) -> NodeAst {
             Some(ident) => Target::Name(ident.clone()),
             None => Target::Path(path.path),
         },
-        Expr::Index(index) => match (&*index.expr, &*index.index) {
-            (Expr::Path(owner), Expr::Path(port))
-                if owner.path.get_ident().is_some() && port.path.get_ident().is_some() =>
-            {
-                Target::Port {
-                    owner: owner.path.get_ident().cloned().expect("checked above"),
-                    port: port.path.get_ident().cloned().expect("checked above"),
-                }
-            }
-            _ => Target::Expr(Expr::Index(index)),
+        Expr::Index(index) => match port_of(&index) {
+            Some((owner, port)) => Target::Port { owner, port },
+            None => Target::Expr(Expr::Index(index)),
         },
         Expr::Call(call) => {
             let builtin = match &*call.func {
@@ -363,6 +371,17 @@ fn lower_node(expr: Expr, options: Vec<Attribute>) -> NodeAst {
         target,
         tokens,
     }
+}
+
+/// `owner[port]` where both are plain names.
+fn port_of(index: &syn::ExprIndex) -> Option<(Ident, Ident)> {
+    let name = |expr: &Expr| match expr {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+            path.path.get_ident().cloned()
+        }
+        _ => None,
+    };
+    Some((name(&index.expr)?, name(&index.index)?))
 }
 
 /// A short name for an arbitrary stage expression: `Api::new(..)` is `Api`,
