@@ -45,6 +45,11 @@ pub use pipeline_runtime::lifecycle::{Pipeline, PipelineHandle};
 pub use pipeline_runtime::metrics::{Report, StageReport};
 pub use pipeline_runtime::stage::{Emit, Source, Stage, StageContext, SyncStage};
 
+// The DSL reference lives in `docs/dsl.md` so it reads well on its own;
+// including it here makes every example in it a doctest.
+#[doc = include_str!("../docs/dsl.md")]
+pub mod dsl {}
+
 /// Everything a file that writes pipelines needs: `use pipeline::prelude::*;`.
 pub mod prelude {
     pub use crate::{

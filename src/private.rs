@@ -45,6 +45,27 @@ impl<S: Source> IntoSource for S {
     }
 }
 
+/// What a `#[stage(source)]` function returning a collection returns.
+#[diagnostic::on_unimplemented(
+    message = "a `#[stage(source)]` function returns a collection or an iterator, not `{Self}`",
+    label = "`{Self}` cannot be iterated",
+    note = "return a `Vec<T>`, another collection, `impl Iterator<Item = T>` or `impl Stream<Item = T>`"
+)]
+pub trait SourceItems {
+    /// The source that reads the items.
+    type Source: Source;
+    /// Makes it.
+    fn into_source_items(self) -> Self::Source;
+}
+
+#[diagnostic::do_not_recommend]
+impl<I: IntoIterator> SourceItems for I {
+    type Source = Iter<I::IntoIter>;
+    fn into_source_items(self) -> Self::Source {
+        pipeline_runtime::io::iter(self)
+    }
+}
+
 /// The head of a chain reading from `source` (its type is unknown if
 /// `source` is not one; see [`Unknown`]).
 pub fn head<S: IntoSource>(
@@ -220,34 +241,19 @@ pub fn then<I, Fut: Future, F: FnMut(I) -> Fut>(
     pipeline_runtime::transform::then(f)
 }
 
-/// Makes `T` only if `Self` is a valid `for_each` return type, so a wrong
-/// closure is reported once, at the closure, and not again at every use of
-/// the stage.
-pub trait SinkChecked<T> {
-    /// `T` itself.
-    type Out;
-    /// Returns `value`.
-    fn checked(value: T) -> Self::Out;
-}
-
-impl<R: pipeline_runtime::io::SinkResult, T> SinkChecked<T> for R {
-    type Out = T;
-    #[inline]
-    fn checked(value: T) -> T {
-        value
-    }
-}
-
-/// `for_each(f)` with a synchronous `f`, after a chain emitting `I`.
+/// `for_each(f)` with a synchronous `f`, after a chain emitting `I`. The
+/// result is keyed on `f`'s return type, so a closure that returns
+/// something other than `()` or a `Result` is reported once, at the
+/// closure.
 pub fn for_each<I, R, F>(
     _: PhantomData<I>,
     f: F,
-) -> <R as SinkChecked<pipeline_runtime::io::ForEach<I, F>>>::Out
+) -> Unknown<R::Error, pipeline_runtime::io::ForEach<I, F>>
 where
-    R: SinkChecked<pipeline_runtime::io::ForEach<I, F>>,
+    R: pipeline_runtime::io::SinkResult,
     F: FnMut(I) -> R,
 {
-    R::checked(pipeline_runtime::io::for_each_unchecked(f))
+    pipeline_runtime::io::for_each_unchecked(f)
 }
 
 /// `for_each(|x| async { .. })`, after a chain emitting `I`.

@@ -195,9 +195,14 @@ impl Graph {
             }
             for (position, pair) in resolved.windows(2).enumerate() {
                 let (Some((from, port)), Some((to, to_port))) = (&pair[0], &pair[1]) else {
+                    // The unresolved name was reported; its neighbours'
+                    // missing input or output follows from it.
                     if let (None, Some(Element::Node(to))) = (&pair[0], elements.get(position + 1))
                     {
                         graph[*to].excused = true;
+                    }
+                    if let (Some((from, _)), None) = (&pair[0], &pair[1]) {
+                        graph[*from].excused = true;
                     }
                     continue;
                 };
@@ -225,12 +230,16 @@ impl Graph {
                     },
                 ));
             }
-            if let ([Element::Ref { tokens, .. }], None) = (elements.as_slice(), binding) {
+            if let ([Element::Ref { tokens, name, port }], None) = (elements.as_slice(), binding) {
+                let named = match port {
+                    Some(port) => format!("{name}[{port}]"),
+                    None => name.to_string(),
+                };
                 diagnostics.error_spanned(
                     tokens,
                     format!(
-                        "this statement only names `{tokens}`, which does nothing; \
-                             continue the chain, as in `{tokens} >> for_each(|item| ..);`"
+                        "this statement only names `{named}`, which does nothing; \
+                         continue the chain, as in `{named} >> for_each(|item| ..);`"
                     ),
                 );
             }

@@ -354,6 +354,7 @@ fn source_impl(
     diagnostics: &mut Diagnostics,
 ) -> TokenStream {
     let private = quote!(::pipeline::__private);
+    let mut bound = TokenStream::new();
     let (source_ty, make) = match impl_bound(ret) {
         Some((trait_name, item)) if trait_name == "Stream" => (
             quote!(#private::StreamSource<::core::pin::Pin<::std::boxed::Box<dyn #private::Stream<Item = #item> + ::core::marker::Send>>>),
@@ -373,20 +374,30 @@ fn source_impl(
         }
         None => {
             let span = ret.span();
+            // Written as a where clause, the check is made (and reported)
+            // once, for the whole impl, instead of in each of its items.
+            bound = quote_spanned!(span=> where #ret: #private::SourceItems);
             (
-                quote_spanned!(span=> #private::Iter<<#ret as ::core::iter::IntoIterator>::IntoIter>),
-                quote_spanned!(span=> #private::iter(#name())),
+                quote_spanned!(span=> <#ret as #private::SourceItems>::Source),
+                quote_spanned!(span=> #private::SourceItems::into_source_items(#name())),
             )
         }
     };
-    quote! {
-        #header
-        impl #private::IntoSource for #name {
+    // Every token at the return type, so that a type that is no collection
+    // is reported once, there: rustc reports an unsatisfied predicate once
+    // per span.
+    let span = ret.span();
+    let impl_block = quote_spanned! {span=>
+        impl #private::IntoSource for #name #bound {
             type Source = #source_ty;
             fn into_source(self) -> Self::Source {
                 #make
             }
         }
+    };
+    quote! {
+        #header
+        #impl_block
     }
 }
 

@@ -149,10 +149,16 @@ impl Checker<'_> {
                     "`{name}` alone is not a pipeline: add a sink after it, \
                      as in `{name}(..) >> for_each(|item| ..)`"
                 ),
-                Kind::Sink => format!(
-                    "`{name}` alone is not a pipeline: put a source before it, \
-                     as in `iter(items) >> {name}(..)`"
-                ),
+                Kind::Sink => {
+                    let written = match &node.ast.target {
+                        Target::Builtin { call, .. } if call.args.is_empty() => format!("{name}()"),
+                        _ => format!("{name}(..)"),
+                    };
+                    format!(
+                        "`{name}` alone is not a pipeline: put a source before it, \
+                         as in `iter(items) >> {written}`"
+                    )
+                }
                 _ => format!(
                     "`{name}` alone is not a pipeline: a chain needs a source and a sink, \
                      as in `iter(items) >> {name} >> for_each(|item| ..)`"
@@ -195,12 +201,16 @@ impl Checker<'_> {
             && !(node.alone && node.binding.is_none())
         {
             let shown = node.binding_or_name();
+            let written = match (&node.binding, &node.ast.target) {
+                (None, Target::Builtin { .. }) => format!("{shown}(..)"),
+                _ => shown.clone(),
+            };
             self.error(
                 index,
                 node,
                 format!(
                     "the items of `{shown}` go nowhere; \
-                     send them to a sink, as in `{shown} >> for_each(|item| ..);`"
+                     send them to a sink, as in `{written} >> for_each(|item| ..);`"
                 ),
             );
         }
@@ -417,11 +427,14 @@ impl Checker<'_> {
             Target::Builtin { builtin, .. } => Some(builtin.name),
             _ => None,
         };
-        if source.kind == Kind::Source {
+        if source.kind == Kind::Source || self.graph.inputs(from).is_empty() {
             self.error(
                 from,
                 port,
-                format!("`{shown}` is a source, so it has no `errors` port"),
+                format!(
+                    "`{shown}` starts a chain, so it has no `errors` port: \
+                     only a stage that takes items can fail on one"
+                ),
             );
         } else if let Some(builtin) = builtin.filter(|b| INFALLIBLE.contains(b)) {
             self.error(

@@ -216,3 +216,31 @@ fn expansion_never_panics_on_malformed_input() {
         let _ = pipeline_dsl::expand_pipeline(tokens);
     }
 }
+
+#[test]
+fn an_unresolved_name_does_not_also_leave_its_neighbours_dangling() {
+    let errors = check_pipeline(quote! {
+        a = b;
+        b = a;
+        iter(v) >> a;
+    });
+    assert!(
+        errors.iter().all(|e| !e.contains("go nowhere")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_statement_that_only_names_a_port_says_so() {
+    let errors = check_pipeline(quote! {
+        split = iter(v) >> branch(|x, [big, small]| if *x > 1 { big } else { small });
+        split[big];
+        split[small] >> discard();
+    });
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("this statement only names `split[big]`")),
+        "{errors:#?}"
+    );
+}

@@ -212,12 +212,20 @@ where
         let failed: Vec<(usize, E)> = errors
             .map(|(position, error)| ((position - start) as usize, error))
             .collect();
-        self.ctx.stats().record_chunk(
+        let failed_count = failed.len() as u64;
+        let (failed_count, dead_lettered) = if P::HANDS_ON {
+            (0, failed_count)
+        } else {
+            (failed_count, 0)
+        };
+        let stats = self.ctx.stats();
+        stats.record_chunk(
             items_in as u64,
             (out.len() - before) as u64,
             filtered,
-            failed.len() as u64,
+            failed_count,
         );
+        stats.record_dead_lettered(dead_lettered);
         if !failed.is_empty() {
             self.on_failure.route(failed, &self.ctx).await;
         }

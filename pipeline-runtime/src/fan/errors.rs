@@ -6,6 +6,10 @@ use crate::stage::{Failed, StageContext};
 
 /// What a fused stage does with the items it fails.
 pub trait FailureRoute<In, E> {
+    /// Whether failed items are handed on (dead-lettered) rather than
+    /// dropped.
+    const HANDS_ON: bool;
+
     /// Sees each input chunk before the stage does, so the inputs of items
     /// that fail can be handed on.
     fn keep(&mut self, input: &[In]);
@@ -23,6 +27,8 @@ pub trait FailureRoute<In, E> {
 pub struct LogFailures;
 
 impl<In, E: fmt::Display> FailureRoute<In, E> for LogFailures {
+    const HANDS_ON: bool = false;
+
     #[inline]
     fn keep(&mut self, _: &[In]) {}
 
@@ -34,7 +40,8 @@ impl<In, E: fmt::Display> FailureRoute<In, E> for LogFailures {
 }
 
 /// A connected `errors` port: each failed item is sent on, with its input
-/// and error, as a [`Failed`].
+/// and error, as a [`Failed`], and counted as dead-lettered rather than
+/// failed.
 ///
 /// Keeping the inputs costs one clone per item of the stage's input, and
 /// only for stages whose `errors` port is connected.
@@ -59,6 +66,8 @@ impl<In, E> ErrorsPort<In, E> {
 }
 
 impl<In, E> FailureRoute<In, E> for ErrorsPort<In, E> {
+    const HANDS_ON: bool = true;
+
     fn keep(&mut self, input: &[In]) {
         self.kept = (self.clone)(input);
     }

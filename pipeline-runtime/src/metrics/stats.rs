@@ -72,6 +72,17 @@ impl StageStats {
         self.failed.fetch_add(1, Relaxed);
     }
 
+    /// Records items that failed and were handed to the stage's `errors`
+    /// port instead of being lost. They were taken in with the chunk
+    /// [`record_chunk`](Self::record_chunk) counted as passed; this moves
+    /// them from passed to dead-lettered.
+    pub fn record_dead_lettered(&self, items: u64) {
+        if items != 0 {
+            self.passed.fetch_sub(items, Relaxed);
+            self.dead_lettered.fetch_add(items, Relaxed);
+        }
+    }
+
     /// Records items dropped by a full buffer.
     pub fn record_dropped(&self, items: u64) {
         self.dropped.fetch_add(items, Relaxed);
