@@ -43,6 +43,7 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
     let valid = diagnostics.is_empty();
     let order = wiring.segment_order();
     let mut emitted: HashSet<usize> = HashSet::new();
+    let mut covered: HashSet<NodeIndex> = HashSet::new();
     let mut segments = TokenStream::new();
     let mut segment_vars = Vec::new();
     for index in order {
@@ -53,9 +54,22 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
                 .iter()
                 .all(|d| emitted.contains(d));
         if !ok {
+            // After an error, the stages before it in its segment are
+            // still emitted, typed from upstream, so the IDE checks and
+            // completes their closures.
+            let ready = wiring
+                .dependencies(index)
+                .iter()
+                .all(|d| emitted.contains(d));
+            if ready && !valid {
+                let (code, nodes) = wiring.prefix_code(index, verdict);
+                segments.extend(quote! { { #code } });
+                covered.extend(nodes);
+            }
             continue;
         }
         emitted.insert(index);
+        covered.extend(segment.nodes.iter().copied());
         let var = format_ident!("__pipeline_segment_{}", index, span = Span::mixed_site());
         let code = wiring.segment_code(index);
         segments.extend(quote! { let #var = { #code }; });
@@ -86,7 +100,7 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
         };
     }
     let errors = diagnostics.to_compile_errors();
-    let leftovers = wiring.leftover_expressions(&emitted, verdict);
+    let leftovers = wiring.leftover_expressions(&covered);
     quote! {
         {
             #errors
@@ -369,6 +383,41 @@ impl<'a> Wiring<'a> {
         code
     }
 
+    /// The stages of segment `index` before its first node with an error,
+    /// and those nodes.
+    fn prefix_code(&self, index: usize, verdict: &Verdict) -> (TokenStream, Vec<NodeIndex>) {
+        let graph = self.graph;
+        let segment = &self.segments[index];
+        let chain = local("__pipeline_chain", Span::call_site());
+        let mut code = TokenStream::new();
+        let mut nodes = Vec::new();
+        let mut stages = segment.nodes.as_slice();
+        let head = segment.nodes[0];
+        if segment.inlet {
+            let rx = self.receiver_var(head);
+            let private = private_path();
+            code.extend(quote! {
+                let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
+            });
+        } else {
+            if !verdict.ok(head) {
+                return (TokenStream::new(), nodes);
+            }
+            code.extend(self.head_code(head));
+            nodes.push(head);
+            stages = &stages[1..];
+        }
+        for &node in stages {
+            if !verdict.ok(node) || graph.node(node).kind == Kind::Branch {
+                break;
+            }
+            code.extend(self.stage_code(node, false));
+            nodes.push(node);
+        }
+        code.extend(quote! { let _ = &#chain; });
+        (code, nodes)
+    }
+
     fn head_code(&self, node: NodeIndex) -> TokenStream {
         let span = self.graph.node(node).ast.span();
         let here = Span::mixed_site().located_at(span);
@@ -584,15 +633,10 @@ impl<'a> Wiring<'a> {
     /// part of a segment, so the IDE still sees them. Closures passed to
     /// builtins are left out, since without their upstream their
     /// parameter types are unknown.
-    fn leftover_expressions(&self, emitted: &HashSet<usize>, verdict: &Verdict) -> TokenStream {
-        let _ = verdict;
+    fn leftover_expressions(&self, covered: &HashSet<NodeIndex>) -> TokenStream {
         let mut code = TokenStream::new();
         for index in self.graph.graph.node_indices() {
-            let in_emitted = self
-                .segment_of
-                .get(&index)
-                .is_some_and(|segment| emitted.contains(segment));
-            if in_emitted {
+            if covered.contains(&index) {
                 continue;
             }
             let node = self.graph.node(index);

@@ -1,0 +1,11 @@
+use pipeline::prelude::*;
+
+fn main() {
+    // The chain has a macro error (an unsupported built-in) after `map`;
+    // `map`'s closure is still type-checked, so its own mistake is reported
+    // too, as an IDE would show it.
+    let input = std::io::empty();
+    let _ = pipeline! {
+        iter(vec!["a".to_string()]) >> map(|s| s.lenn()) >> lines(input) >> discard();
+    };
+}
