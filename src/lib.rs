@@ -34,8 +34,8 @@
 
 pub use pipeline_macros::{pipeline, stage};
 pub use pipeline_runtime::{
-    Error, batch, chain, channel, envelope, error, graph, io, lifecycle, metrics, stage as stages,
-    transform,
+    Error, accumulate, batch, chain, channel, envelope, error, graph, io, lifecycle, metrics,
+    stage as stages, transform,
 };
 
 pub use pipeline_runtime::batch::Batch;

@@ -470,3 +470,136 @@ where
 {
     Fuse::with_failures(upstream, stage, stats, ErrorsPort::new(errors))
 }
+
+// Keyed accumulation: an accumulate node heads its own segment, fed by an
+// edge, so that it can wake on its deadlines when no input arrives.
+
+pub use pipeline_runtime::accumulate::{
+    AccumulateHead, Accumulator, Policy as AccumulatePolicy, SpillPolicy, Unfinished,
+};
+pub use std::time::Duration;
+
+/// `accumulate(key = f, ..)` after an edge carrying `T`: the key closure
+/// learns its parameter type from the edge.
+pub fn batch_by<T, K, F>(
+    _: &pipeline_runtime::channel::EdgeReceiver<T>,
+    key: F,
+) -> Unknown<K, pipeline_runtime::accumulate::BatchBy<F>>
+where
+    F: FnMut(&T) -> K,
+    K: std::hash::Hash + Eq + Clone,
+{
+    pipeline_runtime::accumulate::batch_by::<T, K, F>(key)
+}
+
+/// `batch(..)` after an edge carrying `T`.
+pub fn batch_all<T>(
+    _: &pipeline_runtime::channel::EdgeReceiver<T>,
+) -> pipeline_runtime::accumulate::BatchBy<fn(&T)> {
+    pipeline_runtime::accumulate::batch::<T>()
+}
+
+/// An accumulate node's chain head, keeping its state in memory.
+pub fn accumulate<T, A, S>(
+    rx: pipeline_runtime::channel::EdgeReceiver<T>,
+    accumulator: A,
+    size: S,
+    policy: AccumulatePolicy,
+    stats: Arc<StageStats>,
+    chunk: usize,
+) -> Unknown<<A as Accumulator<T>>::Out, AccumulateHead<T, A, S>>
+where
+    A: Accumulator<T>,
+    S: FnMut(&T) -> u64,
+{
+    AccumulateHead::new(rx, accumulator, size, policy, stats, chunk)
+}
+
+/// An accumulate node's chain head with `spill`: its coldest states go to
+/// disk beyond `max_memory`.
+#[allow(clippy::type_complexity)]
+pub fn accumulate_spilling<T, A, S>(
+    rx: pipeline_runtime::channel::EdgeReceiver<T>,
+    accumulator: A,
+    size: S,
+    policy: AccumulatePolicy,
+    stats: Arc<StageStats>,
+    chunk: usize,
+) -> Unknown<
+    <A as Accumulator<T>>::Out,
+    AccumulateHead<T, A, S, pipeline_runtime::accumulate::DiskSpill>,
+>
+where
+    A: Accumulator<T>,
+    A::Key: pipeline_runtime::accumulate::Spill,
+    A::State: pipeline_runtime::accumulate::Spill,
+    S: FnMut(&T) -> u64,
+{
+    AccumulateHead::spilling(rx, accumulator, size, policy, stats, chunk)
+}
+
+/// Connects an accumulate node's `errors` port.
+pub fn accumulate_errors<T, A, S, P>(
+    head: AccumulateHead<T, A, S, P>,
+    errors: Broadcast<Unfinished<A::Key, A::Out>>,
+) -> AccumulateHead<T, A, S, P>
+where
+    A: Accumulator<T>,
+{
+    head.with_errors(errors)
+}
+
+/// The size of an item, for `max_bytes` when no `size = |item| ..` is
+/// given.
+#[diagnostic::on_unimplemented(
+    message = "`max_bytes` needs to know how many bytes a `{Self}` is",
+    label = "the items reaching this accumulate are `{Self}`",
+    note = "pass `size = |item| bytes` to `accumulate`, or accumulate `String`, `Vec<u8>` or `Envelope<T>` items (whose cost says)"
+)]
+pub trait ItemBytes {
+    /// The item's size in bytes.
+    fn item_bytes(&self) -> u64;
+}
+
+impl ItemBytes for String {
+    fn item_bytes(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl ItemBytes for str {
+    fn item_bytes(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl ItemBytes for Vec<u8> {
+    fn item_bytes(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl ItemBytes for [u8] {
+    fn item_bytes(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl<T: ItemBytes + ?Sized> ItemBytes for &T {
+    fn item_bytes(&self) -> u64 {
+        (**self).item_bytes()
+    }
+}
+
+impl<T> ItemBytes for pipeline_runtime::envelope::Envelope<T> {
+    fn item_bytes(&self) -> u64 {
+        self.cost().bytes
+    }
+}
+
+/// `item`'s size in bytes.
+pub fn item_bytes<T: ItemBytes + ?Sized>(item: &T) -> u64 {
+    item.item_bytes()
+}
+
+pub use pipeline_runtime::accumulate::default_size;

@@ -92,16 +92,16 @@ pub const BUILTINS: &[Builtin] = &[
     b(
         "accumulate",
         Kind::Accumulator,
-        (1, 8),
+        (1, 10),
         "accumulate(key = |item| key, max_items = N)",
-        false,
+        true,
     ),
     b(
         "batch",
         Kind::Accumulator,
-        (1, 4),
+        (1, 8),
         "batch(max_items = N, max_latency = 50ms)",
-        false,
+        true,
     ),
     b(
         "branch",

@@ -162,6 +162,11 @@ impl<'a> Wiring<'a> {
     fn new(graph: &'a Graph) -> Self {
         let is_inlet = |node: NodeIndex| -> bool {
             let inputs = graph.inputs(node);
+            // An accumulator wakes on its own deadlines, so it always reads
+            // from an edge rather than being called by its upstream.
+            if graph.node(node).kind == Kind::Accumulator && !inputs.is_empty() {
+                return true;
+            }
             match inputs.as_slice() {
                 [] => false,
                 [edge] => {
@@ -362,11 +367,16 @@ impl<'a> Wiring<'a> {
         let mut stages = segment.nodes.as_slice();
         if segment.inlet {
             let head = segment.nodes[0];
-            let rx = self.receiver_var(head);
-            let private = private_path();
-            code.extend(quote! {
-                let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
-            });
+            if graph.node(head).kind == Kind::Accumulator {
+                code.extend(self.accumulate_code(head));
+                stages = &stages[1..];
+            } else {
+                let rx = self.receiver_var(head);
+                let private = private_path();
+                code.extend(quote! {
+                    let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
+                });
+            }
         } else {
             let head = segment.nodes[0];
             code.extend(self.head_code(head));
@@ -393,7 +403,14 @@ impl<'a> Wiring<'a> {
         let mut nodes = Vec::new();
         let mut stages = segment.nodes.as_slice();
         let head = segment.nodes[0];
-        if segment.inlet {
+        if segment.inlet && graph.node(head).kind == Kind::Accumulator {
+            if !verdict.ok(head) {
+                return (TokenStream::new(), nodes);
+            }
+            code.extend(self.accumulate_code(head));
+            nodes.push(head);
+            stages = &stages[1..];
+        } else if segment.inlet {
             let rx = self.receiver_var(head);
             let private = private_path();
             code.extend(quote! {
@@ -416,6 +433,123 @@ impl<'a> Wiring<'a> {
         }
         code.extend(quote! { let _ = &#chain; });
         (code, nodes)
+    }
+
+    /// An accumulate node at the head of its segment: the accumulator, its
+    /// policy (checked and converted at compile time), and its `errors`
+    /// port if connected.
+    fn accumulate_code(&self, node: NodeIndex) -> TokenStream {
+        let graph = self.graph;
+        let ast = &graph.node(node).ast;
+        let Target::Builtin { builtin, call } = &ast.target else {
+            return quote!();
+        };
+        let mut scratch = crate::diagnostics::Diagnostics::new();
+        // Validation already parsed it without error.
+        let Some(spec) = crate::accumulate::parse(call, builtin.name == "batch", &mut scratch)
+        else {
+            return quote!();
+        };
+        let span = ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let private = private_path();
+        let chain = local("__pipeline_chain", span);
+        let accumulator = local("__pipeline_accumulator", span);
+        let rx = local(&self.receiver_var(node).to_string(), span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let collector = match &spec.collector {
+            crate::accumulate::Collector::Key(key) => {
+                quote_spanned!(here=> #private_here::batch_by(&#rx, #key))
+            }
+            crate::accumulate::Collector::Unkeyed => {
+                quote_spanned!(here=> #private_here::batch_all(&#rx))
+            }
+            crate::accumulate::Collector::Value(value) => quote!(#value),
+        };
+        let size = match (&spec.size, spec.max_bytes) {
+            (Some(size), _) => quote!(#size),
+            (None, Some(_)) => {
+                quote_spanned!(here=> |item| #private_here::item_bytes(item))
+            }
+            (None, None) => quote!(#private::default_size),
+        };
+        let some_usize = |v: Option<u64>| match v {
+            Some(v) => {
+                let v = v as usize;
+                quote!(::std::option::Option::Some(#v))
+            }
+            None => quote!(::std::option::Option::None),
+        };
+        let some_u64 = |v: Option<u64>| match v {
+            Some(v) => quote!(::std::option::Option::Some(#v)),
+            None => quote!(::std::option::Option::None),
+        };
+        let some_duration = |v: Option<u64>| match v {
+            Some(v) => quote!(::std::option::Option::Some(#private::Duration::from_nanos(#v))),
+            None => quote!(::std::option::Option::None),
+        };
+        let max_items = some_usize(spec.max_items);
+        let max_bytes = some_u64(spec.max_bytes);
+        let max_latency = some_duration(spec.max_latency);
+        let ttl = some_duration(spec.ttl);
+        let partial_flush = spec.partial_flush;
+        let (spill, function) = match &spec.spill {
+            Some(dir) => {
+                let max_memory = spec.max_memory.unwrap_or(64 << 20);
+                let dir = match dir {
+                    Some(dir) => {
+                        quote!(::std::option::Option::Some(::std::path::PathBuf::from(#dir)))
+                    }
+                    None => quote!(::std::option::Option::None),
+                };
+                (
+                    quote!(::std::option::Option::Some(#private::SpillPolicy { max_memory: #max_memory, dir: #dir })),
+                    quote_spanned!(here=> accumulate_spilling),
+                )
+            }
+            None => (
+                quote!(::std::option::Option::None),
+                quote_spanned!(here=> accumulate),
+            ),
+        };
+        let mut code = quote! {
+            let #accumulator = #collector;
+        };
+        code.extend(quote_spanned! {here=>
+            let #chain = #private_here::#function(
+                #rx,
+                #accumulator,
+                #size,
+                #private::AccumulatePolicy {
+                    max_items: #max_items,
+                    max_bytes: #max_bytes,
+                    max_latency: #max_latency,
+                    ttl: #ttl,
+                    partial_flush: #partial_flush,
+                    spill: #spill,
+                },
+                ::std::sync::Arc::clone(&#stats),
+                #private_here::DEFAULT_CHUNK,
+            );
+        });
+        let errors = graph.port_outputs(node, "errors");
+        if !errors.is_empty() {
+            let outputs: Vec<TokenStream> = errors
+                .iter()
+                .map(|&edge| {
+                    let (_, to) = graph.ends(edge);
+                    let tx = self.sender_var(to);
+                    let stats = self.edge_var(edge);
+                    quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
+                })
+                .collect();
+            let broadcast = self.broadcast(&errors, outputs, span);
+            code.extend(quote_spanned! {here=>
+                let #chain = #private_here::accumulate_errors(#chain, #broadcast);
+            });
+        }
+        code
     }
 
     fn head_code(&self, node: NodeIndex) -> TokenStream {
@@ -642,7 +776,7 @@ impl<'a> Wiring<'a> {
             let node = self.graph.node(index);
             match &node.ast.target {
                 Target::Builtin { call, .. } => {
-                    for arg in call.args.iter().filter(|a| !matches!(a, Expr::Closure(_))) {
+                    for arg in crate::accumulate::code_arguments(call) {
                         code.extend(quote! { let _ = &#arg; });
                     }
                 }

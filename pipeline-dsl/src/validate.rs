@@ -136,6 +136,12 @@ impl Checker<'_> {
             if builtin.name == "branch" {
                 self.branch_shape(index);
             }
+            if matches!(builtin.name, "accumulate" | "batch")
+                && crate::accumulate::parse(call, builtin.name == "batch", self.diagnostics)
+                    .is_none()
+            {
+                self.bad.insert(index);
+            }
         }
         let inputs = graph.inputs(index).len();
         let outputs = graph.main_outputs(index).len();

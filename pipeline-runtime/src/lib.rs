@@ -9,12 +9,16 @@
 //! * [`channel`]: the bounded, batched edge between tasks.
 //! * [`envelope`] and [`batch`]: item metadata and batches.
 //! * [`transform`] and [`io`]: the built-in stages.
+//! * [`accumulate`]: keyed accumulation (`accumulate(..)`, `batch(..)`):
+//!   the [`Accumulator`](accumulate::Accumulator) trait, its policy, timers
+//!   and spilling to disk.
 //! * [`lifecycle`]: running, stopping and joining a pipeline.
 //! * [`metrics`]: per-stage counters and the [`Report`](metrics::Report).
 //! * [`graph`]: the shape of a pipeline at run time.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accumulate;
 pub mod batch;
 pub mod chain;
 pub mod channel;

@@ -9,5 +9,5 @@ mod report;
 mod stats;
 
 pub use edge::EdgeStats;
-pub use report::{EdgeReport, Report, StageReport};
-pub use stats::StageStats;
+pub use report::{AccumulatorReport, EdgeReport, Report, StageReport};
+pub use stats::{AccumulatorDelta, AccumulatorGauges, FlushCounts, FlushReason, StageStats};

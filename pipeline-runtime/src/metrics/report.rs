@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{EdgeStats, StageStats};
+use super::{EdgeStats, FlushCounts, FlushReason, StageStats};
 use crate::graph::NodeKind;
 
 /// Counts of one stage at the end of a run.
@@ -26,6 +26,70 @@ pub struct StageReport {
     pub dropped: u64,
     /// Failed items routed to an error port.
     pub dead_lettered: u64,
+    /// For an accumulator: what it holds and how its states were let go
+    /// of. `None` for every other kind of stage.
+    pub accumulator: Option<AccumulatorReport>,
+}
+
+/// The counts of an accumulator (an `accumulate(..)` or `batch(..)` node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccumulatorReport {
+    /// Keys with an open state (zero once it has finished).
+    pub open_keys: u64,
+    /// Items held in open states: in flight, neither out nor lost yet (zero
+    /// once it has finished).
+    pub items_held: u64,
+    /// Bytes of the items held, as the accumulation's `size` measures them.
+    pub bytes_held: u64,
+    /// Keys whose state is on disk.
+    pub spilled_keys: u64,
+    /// Bytes written to the spill store over the run.
+    pub bytes_spilled: u64,
+    /// States let go of, by reason.
+    pub flushes: FlushCounts,
+}
+
+impl AccumulatorReport {
+    /// Reads the accumulator counters of a stage.
+    pub fn from_stats(stats: &StageStats) -> Self {
+        AccumulatorReport {
+            open_keys: stats.open_keys(),
+            items_held: stats.items_held(),
+            bytes_held: stats.bytes_held(),
+            spilled_keys: stats.spilled_keys(),
+            bytes_spilled: stats.bytes_spilled(),
+            flushes: stats.flushes(),
+        }
+    }
+}
+
+impl fmt::Display for AccumulatorReport {
+    /// `2 open keys, 7 items held (70 B), 0 B spilled; flushes: 3 items, 1 latency`
+    /// (reasons with no flush are left out).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} open keys, {} items held ({} B), {} B spilled",
+            self.open_keys, self.items_held, self.bytes_held, self.bytes_spilled
+        )?;
+        if self.spilled_keys != 0 {
+            write!(f, " ({} keys on disk)", self.spilled_keys)?;
+        }
+        f.write_str("; flushes:")?;
+        let mut any = false;
+        for reason in FlushReason::ALL {
+            let n = self.flushes.get(reason);
+            if n != 0 {
+                write!(f, "{} {n} {reason}", if any { "," } else { "" })?;
+                any = true;
+            }
+        }
+        if !any {
+            f.write_str(" none")?;
+        }
+        Ok(())
+    }
 }
 
 impl StageReport {
@@ -41,15 +105,30 @@ impl StageReport {
             failed: stats.failed(),
             dropped: stats.dropped(),
             dead_lettered: stats.dead_lettered(),
+            accumulator: (stats.kind() == NodeKind::Accumulator)
+                .then(|| AccumulatorReport::from_stats(stats)),
         }
     }
 
+    /// Items an accumulator holds in open states: in flight (zero for
+    /// other stages, and for an accumulator that has finished).
+    pub fn items_held(&self) -> u64 {
+        self.accumulator.map_or(0, |a| a.items_held)
+    }
+
     /// Whether every input is accounted for:
-    /// `items_in = passed + filtered + failed + dropped + dead_lettered`.
+    /// `items_in = passed + filtered + failed + dropped + dead_lettered`,
+    /// plus, for an accumulator still running, the
+    /// [items it holds](Self::items_held).
     pub fn is_balanced(&self) -> bool {
         self.kind == NodeKind::Source
             || self.items_in
-                == self.passed + self.filtered + self.failed + self.dropped + self.dead_lettered
+                == self.passed
+                    + self.filtered
+                    + self.failed
+                    + self.dropped
+                    + self.dead_lettered
+                    + self.items_held()
     }
 }
 
@@ -85,14 +164,17 @@ impl EdgeReport {
 /// What a finished run did: per-stage and per-edge counts and the run's
 /// duration.
 ///
-/// `Display` renders it as a table of stages, then, if the pipeline
-/// reported any edges, a table of edges (`-` for the main output port), then
-/// how the run ended:
+/// `Display` renders it as a table of stages, then one line per
+/// accumulator (see [`AccumulatorReport`]), then, if the pipeline reported
+/// any edges, a table of edges (`-` for the main output port), then how the
+/// run ended:
 ///
 /// ```text
 /// stage         kind       in    out  filtered  failed
 /// iter          source      -      4         -       -
 /// parse         transform   4      3         0       1
+/// by_user       accumulator 3      2         0       0
+/// by_user: 0 open keys, 0 items held (0 B), 0 B spilled; flushes: 1 items, 1 stop
 ///
 /// from   port    to          sent  dropped
 /// iter   -       parse          4        0
@@ -174,6 +256,11 @@ impl fmt::Display for Report {
                 s.failed,
                 s.dropped,
             )?;
+        }
+        for s in &self.stages {
+            if let Some(acc) = &s.accumulator {
+                writeln!(f, "{}: {acc}", s.name)?;
+            }
         }
         if !self.edges.is_empty() {
             let width = |f: fn(&EdgeReport) -> usize, header: usize| {
@@ -258,6 +345,84 @@ mod tests {
         assert_eq!(big, ["a", "b"]);
         assert_eq!(report.port("parse", "errors").count(), 1);
         assert_eq!(report.port("iter", "errors").count(), 0);
+    }
+
+    #[test]
+    fn an_accumulator_reports_its_counters_and_held_items_balance() {
+        use crate::metrics::{AccumulatorDelta, AccumulatorGauges};
+        let stats = StageStats::new("by_user", NodeKind::Accumulator);
+        let mut delta = AccumulatorDelta {
+            taken: 5,
+            outputs: 1,
+            passed: 2,
+            ..AccumulatorDelta::default()
+        };
+        delta.flushes.add(FlushReason::Items);
+        let holding = AccumulatorGauges {
+            open_keys: 2,
+            items_held: 3,
+            bytes_held: 30,
+            spilled_keys: 1,
+        };
+        stats.record_accumulated(&delta, &holding);
+        let running = StageReport::from_stats(&stats);
+        assert_eq!(running.items_held(), 3);
+        assert!(running.is_balanced(), "held items are in flight");
+        assert_eq!(
+            running.accumulator.unwrap().to_string(),
+            "2 open keys, 3 items held (30 B), 0 B spilled (1 keys on disk); flushes: 1 items"
+        );
+
+        let mut rest = AccumulatorDelta {
+            outputs: 1,
+            passed: 2,
+            dead_lettered: 1,
+            bytes_spilled: 64,
+            ..AccumulatorDelta::default()
+        };
+        rest.flushes.add(FlushReason::Stop);
+        rest.flushes.add(FlushReason::Expired);
+        assert!(!rest.is_empty());
+        stats.record_accumulated(&rest, &AccumulatorGauges::default());
+        let done = StageReport::from_stats(&stats);
+        assert!(done.is_balanced());
+        assert_eq!(
+            (
+                done.items_in,
+                done.items_out,
+                done.passed,
+                done.dead_lettered
+            ),
+            (5, 2, 4, 1)
+        );
+        let acc = done.accumulator.unwrap();
+        assert_eq!((acc.bytes_spilled, acc.flushes.total()), (64, 3));
+        let report = Report {
+            stages: vec![done],
+            duration: Duration::from_millis(1),
+            stopped: false,
+            edges: Vec::new(),
+        };
+        let text = report.to_string();
+        assert!(
+            text.contains("\nby_user: 0 open keys, 0 items held (0 B), 64 B spilled; flushes: 1 items, 1 expired, 1 stop\n"),
+            "{text}"
+        );
+        assert!(report.is_balanced());
+
+        // Held items that never come out unbalance it.
+        stats.record_accumulated(
+            &AccumulatorDelta {
+                taken: 1,
+                ..AccumulatorDelta::default()
+            },
+            &AccumulatorGauges::default(),
+        );
+        assert!(!StageReport::from_stats(&stats).is_balanced());
+        assert_eq!(
+            StageReport::from_stats(&StageStats::new("map", NodeKind::Transform)).accumulator,
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::graph::NodeKind;
 /// `items_in = passed + filtered + failed + dropped + dead_lettered`, where
 /// `passed` is the number of inputs that produced at least one output.
 /// For stages that emit one output per input, `passed == items_out`.
+///
+/// An accumulator holds items for a while before they leave in an output:
+/// while it runs, the items it holds ([`items_held`](Self::items_held)) are
+/// in flight and complete the sum; once it has finished, it holds none.
 #[derive(Debug)]
 pub struct StageStats {
     name: &'static str,
@@ -19,6 +23,171 @@ pub struct StageStats {
     failed: AtomicU64,
     dropped: AtomicU64,
     dead_lettered: AtomicU64,
+    accumulator: AccumulatorCounters,
+}
+
+/// Why an accumulator let go of a key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushReason {
+    /// The state reached `max_items`.
+    Items,
+    /// The state reached `max_bytes`, or the next item would have taken it
+    /// over.
+    Bytes,
+    /// The state's first item had waited `max_latency`.
+    Latency,
+    /// The accumulator said the state was complete.
+    Complete,
+    /// The state was not complete within its `ttl`, or the accumulator said
+    /// it had expired.
+    Expired,
+    /// The input ended (the pipeline completed or was stopped) while the
+    /// state was open.
+    Stop,
+}
+
+impl FlushReason {
+    /// Every reason, in the order [`FlushCounts`] lists them.
+    pub const ALL: [FlushReason; 6] = [
+        FlushReason::Items,
+        FlushReason::Bytes,
+        FlushReason::Latency,
+        FlushReason::Complete,
+        FlushReason::Expired,
+        FlushReason::Stop,
+    ];
+
+    /// The reason as a lower-case word: `items`, `bytes`, `latency`,
+    /// `complete`, `expired` or `stop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushReason::Items => "items",
+            FlushReason::Bytes => "bytes",
+            FlushReason::Latency => "latency",
+            FlushReason::Complete => "complete",
+            FlushReason::Expired => "expired",
+            FlushReason::Stop => "stop",
+        }
+    }
+}
+
+impl std::fmt::Display for FlushReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many states an accumulator let go of, by [`FlushReason`].
+///
+/// A state counts once, whether it left as an output, went to the `errors`
+/// port as an [`Unfinished`](crate::accumulate::Unfinished) or produced
+/// nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlushCounts {
+    /// States that reached `max_items`.
+    pub items: u64,
+    /// States that reached `max_bytes`.
+    pub bytes: u64,
+    /// States flushed after `max_latency`.
+    pub latency: u64,
+    /// States the accumulator completed.
+    pub complete: u64,
+    /// States that expired.
+    pub expired: u64,
+    /// States open when the input ended.
+    pub stop: u64,
+}
+
+impl FlushCounts {
+    /// The count for `reason`.
+    pub fn get(&self, reason: FlushReason) -> u64 {
+        match reason {
+            FlushReason::Items => self.items,
+            FlushReason::Bytes => self.bytes,
+            FlushReason::Latency => self.latency,
+            FlushReason::Complete => self.complete,
+            FlushReason::Expired => self.expired,
+            FlushReason::Stop => self.stop,
+        }
+    }
+
+    /// Adds one flush for `reason`.
+    #[inline]
+    pub fn add(&mut self, reason: FlushReason) {
+        *match reason {
+            FlushReason::Items => &mut self.items,
+            FlushReason::Bytes => &mut self.bytes,
+            FlushReason::Latency => &mut self.latency,
+            FlushReason::Complete => &mut self.complete,
+            FlushReason::Expired => &mut self.expired,
+            FlushReason::Stop => &mut self.stop,
+        } += 1;
+    }
+
+    /// All flushes, whatever the reason.
+    pub fn total(&self) -> u64 {
+        FlushReason::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+}
+
+/// What an accumulator did since it last reported, recorded at once with
+/// [`StageStats::record_accumulated`].
+///
+/// Every item taken is eventually released exactly once: in an output
+/// (`passed`), into no output (`filtered`: the accumulator's flush returned
+/// nothing), lost (`failed`: its spilled state could not be read back, or
+/// it was unfinished and the `errors` port is not connected) or inside an
+/// [`Unfinished`](crate::accumulate::Unfinished) on the `errors` port
+/// (`dead_lettered`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccumulatorDelta {
+    /// Items taken from the input.
+    pub taken: u64,
+    /// Outputs emitted.
+    pub outputs: u64,
+    /// Items released inside an output.
+    pub passed: u64,
+    /// Items released into no output.
+    pub filtered: u64,
+    /// Items lost.
+    pub failed: u64,
+    /// Items released to the `errors` port.
+    pub dead_lettered: u64,
+    /// Bytes written to the spill store.
+    pub bytes_spilled: u64,
+    /// States let go of, by reason.
+    pub flushes: FlushCounts,
+}
+
+impl AccumulatorDelta {
+    /// Whether nothing happened.
+    pub fn is_empty(&self) -> bool {
+        *self == AccumulatorDelta::default()
+    }
+}
+
+/// What an accumulator holds right now, published with
+/// [`StageStats::record_accumulated`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccumulatorGauges {
+    /// Keys with an open state, in memory or spilled.
+    pub open_keys: u64,
+    /// Items held in open states.
+    pub items_held: u64,
+    /// Bytes (as the accumulation's `size` measures them) of the items held.
+    pub bytes_held: u64,
+    /// Keys whose state is spilled to disk.
+    pub spilled_keys: u64,
+}
+
+#[derive(Debug, Default)]
+struct AccumulatorCounters {
+    open_keys: AtomicU64,
+    items_held: AtomicU64,
+    bytes_held: AtomicU64,
+    spilled_keys: AtomicU64,
+    bytes_spilled: AtomicU64,
+    flushes: [AtomicU64; 6],
 }
 
 impl StageStats {
@@ -34,6 +203,7 @@ impl StageStats {
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            accumulator: AccumulatorCounters::default(),
         }
     }
 
@@ -83,6 +253,37 @@ impl StageStats {
         }
     }
 
+    /// Records what an accumulator did since its last report, and what it
+    /// holds now.
+    ///
+    /// Items taken count into `items_in`, items released into `passed`,
+    /// `filtered`, `failed` or `dead_lettered`, and outputs into
+    /// `items_out`; the gauges replace the previous ones.
+    pub fn record_accumulated(&self, delta: &AccumulatorDelta, gauges: &AccumulatorGauges) {
+        let add = |counter: &AtomicU64, n: u64| {
+            if n != 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        };
+        let acc = &self.accumulator;
+        // Each counter is updated on its own, so a snapshot taken while
+        // the accumulator runs may be one step apart between them.
+        acc.items_held.store(gauges.items_held, Relaxed);
+        acc.open_keys.store(gauges.open_keys, Relaxed);
+        acc.bytes_held.store(gauges.bytes_held, Relaxed);
+        acc.spilled_keys.store(gauges.spilled_keys, Relaxed);
+        add(&self.items_in, delta.taken);
+        add(&self.items_out, delta.outputs);
+        add(&self.passed, delta.passed);
+        add(&self.filtered, delta.filtered);
+        add(&self.failed, delta.failed);
+        add(&self.dead_lettered, delta.dead_lettered);
+        add(&acc.bytes_spilled, delta.bytes_spilled);
+        for (counter, reason) in acc.flushes.iter().zip(FlushReason::ALL) {
+            add(counter, delta.flushes.get(reason));
+        }
+    }
+
     /// Records items dropped by a full buffer.
     pub fn record_dropped(&self, items: u64) {
         self.dropped.fetch_add(items, Relaxed);
@@ -121,5 +322,43 @@ impl StageStats {
     /// Failed items routed to an error port.
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.load(Relaxed)
+    }
+
+    /// Items an accumulator holds in open states (zero for other stages).
+    pub fn items_held(&self) -> u64 {
+        self.accumulator.items_held.load(Relaxed)
+    }
+
+    /// Keys with an open state in an accumulator.
+    pub fn open_keys(&self) -> u64 {
+        self.accumulator.open_keys.load(Relaxed)
+    }
+
+    /// Bytes of the items an accumulator holds, as its `size` measures them.
+    pub fn bytes_held(&self) -> u64 {
+        self.accumulator.bytes_held.load(Relaxed)
+    }
+
+    /// Keys whose state an accumulator has spilled to disk right now.
+    pub fn spilled_keys(&self) -> u64 {
+        self.accumulator.spilled_keys.load(Relaxed)
+    }
+
+    /// Bytes an accumulator has written to its spill store so far.
+    pub fn bytes_spilled(&self) -> u64 {
+        self.accumulator.bytes_spilled.load(Relaxed)
+    }
+
+    /// States an accumulator has let go of so far, by reason.
+    pub fn flushes(&self) -> FlushCounts {
+        let f = &self.accumulator.flushes;
+        FlushCounts {
+            items: f[0].load(Relaxed),
+            bytes: f[1].load(Relaxed),
+            latency: f[2].load(Relaxed),
+            complete: f[3].load(Relaxed),
+            expired: f[4].load(Relaxed),
+            stop: f[5].load(Relaxed),
+        }
     }
 }

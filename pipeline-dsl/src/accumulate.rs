@@ -1,0 +1,511 @@
+//! The fields of `accumulate(..)` and `batch(..)`, read and checked at
+//! compile time.
+//!
+//! ```text
+//! accumulate(key = |e: &Event| e.user, max_items = 500, max_bytes = 1MiB, max_latency = 50ms)
+//! accumulate(Reassemble::default(), ttl = 30s, partial_flush = false)
+//! batch(max_items = 100, max_latency = 5ms)
+//! ```
+//!
+//! Sizes and durations are literals with a unit suffix (`1MiB`, `50ms`),
+//! converted here to plain numbers, so a typo in a unit is an error at the
+//! literal rather than a run-time surprise.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprCall, Lit};
+
+use crate::diagnostics::{Diagnostics, did_you_mean};
+
+/// Every field `accumulate` knows.
+pub const FIELDS: &[&str] = &[
+    "key",
+    "max_items",
+    "max_bytes",
+    "max_latency",
+    "ttl",
+    "partial_flush",
+    "spill",
+    "max_memory",
+    "size",
+];
+
+/// What an accumulate node collects with.
+pub enum Collector {
+    /// `key = |item| ..`: batches per key.
+    Key(Expr),
+    /// A value implementing `Accumulator`.
+    Value(Expr),
+    /// `batch(..)`: one batch at a time, no key.
+    Unkeyed,
+}
+
+/// A checked `accumulate(..)` or `batch(..)`.
+pub struct Spec {
+    /// What collects the items.
+    pub collector: Collector,
+    /// `max_items`.
+    pub max_items: Option<u64>,
+    /// `max_bytes`, in bytes.
+    pub max_bytes: Option<u64>,
+    /// `max_latency`, in nanoseconds.
+    pub max_latency: Option<u64>,
+    /// `ttl`, in nanoseconds.
+    pub ttl: Option<u64>,
+    /// `partial_flush` (default `true`).
+    pub partial_flush: bool,
+    /// `spill`: whether state may go to disk, and the directory if given.
+    pub spill: Option<Option<syn::LitStr>>,
+    /// `max_memory`, in bytes.
+    pub max_memory: Option<u64>,
+    /// `size = |item| bytes`.
+    pub size: Option<Expr>,
+}
+
+/// Reads and checks the arguments of `accumulate(..)` (or `batch(..)`
+/// when `unkeyed`), reporting every mistake. Returns `None` if any field
+/// was wrong.
+pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> Option<Spec> {
+    let errors_before = diagnostics.len();
+    let what = if unkeyed { "batch" } else { "accumulate" };
+    let mut spec = Spec {
+        collector: Collector::Unkeyed,
+        max_items: None,
+        max_bytes: None,
+        max_latency: None,
+        ttl: None,
+        partial_flush: true,
+        spill: None,
+        max_memory: None,
+        size: None,
+    };
+    let mut seen: Vec<(String, Span)> = Vec::new();
+    let mut value: Option<Expr> = None;
+    // A misspelt field may well be the limit that looks missing.
+    let mut unknown_field = false;
+    for arg in &call.args {
+        let (field, right) = match arg {
+            Expr::Assign(assign) => match &*assign.left {
+                Expr::Path(path) if path.path.get_ident().is_some() => {
+                    (path.path.get_ident().cloned(), Some(&*assign.right))
+                }
+                other => {
+                    diagnostics.error_spanned(
+                        other,
+                        format!("expected a field name, as in `{what}(max_items = 100)`"),
+                    );
+                    continue;
+                }
+            },
+            // `spill` on its own is a flag.
+            Expr::Path(path) if path.path.is_ident("spill") => {
+                (path.path.get_ident().cloned(), None)
+            }
+            other => {
+                if unkeyed {
+                    diagnostics.error_spanned(
+                        other,
+                        "`batch` takes only fields, as in `batch(max_items = 100, max_latency = 5ms)`",
+                    );
+                } else if value.is_some() {
+                    diagnostics.error_spanned(
+                        other,
+                        "`accumulate` takes one accumulator; the other arguments are fields such as `max_items = 100`",
+                    );
+                } else {
+                    value = Some(other.clone());
+                }
+                continue;
+            }
+        };
+        let Some(field) = field else { continue };
+        let name = field.to_string();
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            let _ = first;
+            diagnostics.error_spanned(&field, format!("the field `{name}` is given twice"));
+            continue;
+        }
+        seen.push((name.clone(), field.span()));
+        match (name.as_str(), right) {
+            ("key", Some(_)) if unkeyed => diagnostics.error_spanned(
+                &field,
+                "`batch` has no key: it makes one batch at a time; \
+                 use `accumulate(key = |item| .., ..)` to batch per key",
+            ),
+            ("key", Some(right)) => spec.collector = Collector::Key(right.clone()),
+            ("max_items", Some(right)) => spec.max_items = count(right, &name, diagnostics),
+            ("max_bytes", Some(right)) => spec.max_bytes = quantity(right, &name, Unit::Size, diagnostics),
+            ("max_memory", Some(right)) => spec.max_memory = quantity(right, &name, Unit::Size, diagnostics),
+            ("max_latency", Some(right)) => spec.max_latency = quantity(right, &name, Unit::Time, diagnostics),
+            ("ttl", Some(right)) => spec.ttl = quantity(right, &name, Unit::Time, diagnostics),
+            ("partial_flush", Some(right)) => match right {
+                Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => spec.partial_flush = b.value,
+                other => diagnostics.error_spanned(other, "`partial_flush` is `true` or `false`"),
+            },
+            ("spill", None) => spec.spill = Some(None),
+            ("spill", Some(right)) => match right {
+                Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => {
+                    spec.spill = b.value.then_some(None);
+                }
+                Expr::Lit(syn::ExprLit { lit: Lit::Str(dir), .. }) => spec.spill = Some(Some(dir.clone())),
+                other => diagnostics.error_spanned(
+                    other,
+                    "`spill` is `true`, `false`, or a directory such as `spill = \"/var/tmp/spill\"`",
+                ),
+            },
+            ("size", Some(right)) => spec.size = Some(right.clone()),
+            (_, None) => diagnostics.error_spanned(&field, format!("`{name}` needs a value")),
+            _ => {
+                unknown_field = true;
+                let hint = did_you_mean(&name, FIELDS.iter().copied())
+                    .map(|best| format!("did you mean `{best}`? "))
+                    .unwrap_or_default();
+                diagnostics.error_spanned(
+                    &field,
+                    format!(
+                        "`{what}` has no field `{name}`; {hint}Fields are {}",
+                        FIELDS
+                            .iter()
+                            .filter(|f| !(unkeyed && **f == "key"))
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(value) = value {
+        if matches!(spec.collector, Collector::Key(_)) {
+            diagnostics.error_spanned(
+                &value,
+                "give `accumulate` either `key = |item| ..` or an accumulator, not both",
+            );
+        } else {
+            spec.collector = Collector::Value(value);
+        }
+    }
+    let field_span = |name: &str| seen.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+    if !unkeyed && matches!(spec.collector, Collector::Unkeyed) {
+        diagnostics.error(
+            call.func.span(),
+            "`accumulate` needs a key or an accumulator, as in \
+             `accumulate(key = |item| item.user, max_items = 100)` or `accumulate(Sessions::default(), ttl = 30s)`",
+        );
+    }
+    let has_limit = spec.max_items.is_some()
+        || spec.max_bytes.is_some()
+        || spec.max_latency.is_some()
+        || spec.ttl.is_some();
+    let limits_seen = ["max_items", "max_bytes", "max_latency", "ttl"]
+        .iter()
+        .any(|f| field_span(f).is_some());
+    if !has_limit
+        && !limits_seen
+        && !unknown_field
+        && !matches!(spec.collector, Collector::Value(_))
+    {
+        diagnostics.error(
+            call.func.span(),
+            format!(
+                "`{what}` needs a limit, or it would hold every item until the end: \
+                 add `max_items`, `max_bytes`, `max_latency` or `ttl`"
+            ),
+        );
+    }
+    match (
+        spec.spill.is_some(),
+        field_span("max_memory"),
+        field_span("spill"),
+    ) {
+        (true, None, Some(spill)) => diagnostics.error(
+            spill,
+            "`spill` needs `max_memory`, the budget beyond which state goes to disk, \
+             as in `spill, max_memory = 64MiB`",
+        ),
+        (false, Some(memory), _) if field_span("spill").is_none() => diagnostics.error(
+            memory,
+            "`max_memory` is the budget for `spill`; add `spill` to let state go to disk",
+        ),
+        _ => {}
+    }
+    (diagnostics.len() == errors_before).then_some(spec)
+}
+
+/// What a quantity measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Size,
+    Time,
+}
+
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+];
+
+const TIME_UNITS: &[(&str, u64)] = &[
+    ("ns", 1),
+    ("us", 1_000),
+    ("ms", 1_000_000),
+    ("s", 1_000_000_000),
+    ("min", 60_000_000_000),
+    ("h", 3_600_000_000_000),
+];
+
+/// A plain count: a positive integer without a unit.
+fn count(expr: &Expr, field: &str, diagnostics: &mut Diagnostics) -> Option<u64> {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.suffix().is_empty() => match int.base10_parse::<u64>() {
+            Ok(0) => {
+                diagnostics.error_spanned(
+                    int,
+                    format!("`{field} = 0` would never hold an item; use 1 or more"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(error) => {
+                diagnostics.error_spanned(int, error);
+                None
+            }
+        },
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            diagnostics.error_spanned(
+                int,
+                format!(
+                    "`{field}` is a count of items and takes no unit; write `{field} = {}`",
+                    int.base10_digits()
+                ),
+            );
+            None
+        }
+        Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Neg(_)) => {
+            diagnostics.error_spanned(expr, format!("`{field}` cannot be negative"));
+            None
+        }
+        other => {
+            diagnostics.error_spanned(
+                other,
+                format!("`{field}` takes a number literal, as in `{field} = 100`"),
+            );
+            None
+        }
+    }
+}
+
+/// A size or duration: a positive literal with a unit suffix.
+fn quantity(expr: &Expr, field: &str, unit: Unit, diagnostics: &mut Diagnostics) -> Option<u64> {
+    let (units, example, kind) = match unit {
+        Unit::Size => (SIZE_UNITS, "64MiB", "a size"),
+        Unit::Time => (TIME_UNITS, "50ms", "a duration"),
+    };
+    let listed = units
+        .iter()
+        .map(|(u, _)| format!("`{u}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (digits, suffix, span, float) = match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(int), ..
+        }) => (
+            int.base10_digits().to_owned(),
+            int.suffix().to_owned(),
+            int.span(),
+            false,
+        ),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) => (
+            float.base10_digits().to_owned(),
+            float.suffix().to_owned(),
+            float.span(),
+            true,
+        ),
+        Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Neg(_)) => {
+            diagnostics.error_spanned(expr, format!("`{field}` cannot be negative"));
+            return None;
+        }
+        other => {
+            diagnostics.error_spanned(
+                other,
+                format!("`{field}` is {kind}: a number with a unit, as in `{field} = {example}`"),
+            );
+            return None;
+        }
+    };
+    if suffix.is_empty() {
+        diagnostics.error(
+            span,
+            format!(
+                "`{field}` needs a unit, as in `{field} = {digits}{}`; units are {listed}",
+                units[2].0
+            ),
+        );
+        return None;
+    }
+    let Some(&(_, scale)) = units.iter().find(|(u, _)| *u == suffix) else {
+        let other_kind = match unit {
+            Unit::Size => TIME_UNITS
+                .iter()
+                .any(|(u, _)| *u == suffix)
+                .then_some("a duration"),
+            Unit::Time => SIZE_UNITS
+                .iter()
+                .any(|(u, _)| *u == suffix)
+                .then_some("a size"),
+        };
+        let message = match other_kind {
+            Some(other) => format!(
+                "`{digits}{suffix}` is {other}, but `{field}` is {kind}; units are {listed}"
+            ),
+            None => {
+                let names: Vec<&str> = units.iter().map(|(u, _)| *u).collect();
+                let hint = did_you_mean(&suffix, names.iter().copied())
+                    .map(|best| format!("did you mean `{digits}{best}`? "))
+                    .unwrap_or_default();
+                format!("unknown unit `{suffix}` in `{field}`; {hint}Units are {listed}")
+            }
+        };
+        diagnostics.error(span, message);
+        return None;
+    };
+    let value = if float {
+        digits
+            .parse::<f64>()
+            .ok()
+            .map(|v| v * scale as f64)
+            .filter(|v| v.is_finite() && *v < u64::MAX as f64)
+            .map(|v| v as u64)
+    } else {
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|v| v.checked_mul(scale))
+    };
+    match value {
+        Some(0) => {
+            diagnostics.error(
+                span,
+                format!("`{field} = {digits}{suffix}` is zero, which would never let anything through; use a positive value"),
+            );
+            None
+        }
+        Some(v) => Some(v),
+        None => {
+            diagnostics.error(
+                span,
+                format!("`{digits}{suffix}` is too large for `{field}`"),
+            );
+            None
+        }
+    }
+}
+
+/// The expressions of a spec's arguments that are Rust code (closures and
+/// the accumulator value), for the IDE after an error.
+pub fn code_arguments(call: &ExprCall) -> Vec<TokenStream> {
+    call.args
+        .iter()
+        .filter_map(|arg| match arg {
+            Expr::Assign(assign) if !matches!(&*assign.right, Expr::Lit(_) | Expr::Closure(_)) => {
+                Some(assign.right.to_token_stream())
+            }
+            Expr::Assign(_) | Expr::Path(_) | Expr::Closure(_) | Expr::Lit(_) => None,
+            other => Some(other.to_token_stream()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(tokens: TokenStream, unkeyed: bool) -> (Option<Spec>, Vec<String>) {
+        let call: ExprCall = syn::parse2(tokens).unwrap();
+        let mut diagnostics = Diagnostics::new();
+        let spec = parse(&call, unkeyed, &mut diagnostics);
+        (spec, diagnostics.messages())
+    }
+
+    #[test]
+    fn units_become_numbers() {
+        let (spec, errors) = check(
+            quote::quote!(accumulate(
+                key = |e| e.user,
+                max_items = 500,
+                max_bytes = 1MiB,
+                max_latency = 50ms,
+                ttl = 2min
+            )),
+            false,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let spec = spec.unwrap();
+        assert_eq!(spec.max_items, Some(500));
+        assert_eq!(spec.max_bytes, Some(1 << 20));
+        assert_eq!(spec.max_latency, Some(50_000_000));
+        assert_eq!(spec.ttl, Some(120_000_000_000));
+        assert!(spec.partial_flush);
+    }
+
+    #[test]
+    fn every_field_mistake_is_reported() {
+        let (_, errors) = check(
+            quote::quote!(accumulate(
+                key = |e| e.user,
+                max_itemz = 5,
+                max_bytes = 5mb,
+                max_latency = 0ms,
+                ttl = 3MiB,
+                max_items = 0
+            )),
+            false,
+        );
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(
+            errors[0].contains("did you mean `max_items`?"),
+            "{errors:#?}"
+        );
+        assert!(errors[1].contains("unknown unit `mb`"), "{errors:#?}");
+        assert!(errors[2].contains("is zero"), "{errors:#?}");
+        assert!(
+            errors[3].contains("is a size, but `ttl` is a duration"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[4].contains("would never hold an item"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn spill_needs_a_budget_and_batch_has_no_key() {
+        let (_, errors) = check(
+            quote::quote!(accumulate(key = |e| e.k, max_items = 5, spill)),
+            false,
+        );
+        assert!(
+            errors[0].contains("`spill` needs `max_memory`"),
+            "{errors:#?}"
+        );
+        let (_, errors) = check(quote::quote!(batch(key = |e| e.k, max_items = 5)), true);
+        assert!(errors[0].contains("`batch` has no key"), "{errors:#?}");
+        let (_, errors) = check(quote::quote!(accumulate(max_items = 5)), false);
+        assert!(
+            errors[0].contains("needs a key or an accumulator"),
+            "{errors:#?}"
+        );
+    }
+}

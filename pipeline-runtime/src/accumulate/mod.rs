@@ -1,0 +1,34 @@
+//! Keyed accumulation: `accumulate(..)` and `batch(..)`, with optional
+//! spilling of cold state to disk.
+//!
+//! * [`Accumulator`] is how items of one key are gathered into a state and
+//!   the state into an output; [`BatchBy`] (from [`batch_by`] and [`batch`])
+//!   is the built-in one, gathering [`Batch`](crate::batch::Batch)es.
+//! * [`Policy`] says when a state is let go of: `max_items`, `max_bytes`,
+//!   `max_latency`, `ttl`, `partial_flush` and `spill`.
+//! * [`AccumulateHead`] runs them: the head of a chain fed by an edge,
+//!   waking at the next deadline even when no input arrives.
+//! * [`Unfinished`] is what the accumulation's `errors` port carries.
+//! * [`codec`] and [`spill`] write spilled state to disk.
+
+mod accumulator;
+mod batch_by;
+pub mod codec;
+mod head;
+mod policy;
+pub mod spill;
+mod spiller;
+mod unfinished;
+
+#[cfg(test)]
+mod tests;
+
+pub use accumulator::{Accumulator, Completeness};
+pub use batch_by::{BatchBy, BatchState, batch, batch_by};
+pub use codec::{Spill, SpillError};
+pub use head::{AccumulateHead, default_size};
+pub use policy::{Policy, SpillPolicy};
+pub use spiller::{DiskSpill, NoSpill, Spiller};
+pub use unfinished::{Unfinished, UnfinishedReason};
+
+pub use crate::metrics::FlushReason;

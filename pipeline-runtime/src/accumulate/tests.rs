@@ -1,0 +1,1203 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+use crate::batch::Batch;
+use crate::chain::{Chain, Fuse, Head, drive, drive_into, join};
+use crate::channel::{EdgeReceiver, EdgeSender, edge};
+use crate::fan::{Broadcast, Output};
+use crate::graph::NodeKind;
+use crate::io::{Collected, collect, stream};
+use crate::lifecycle::{Control, Pipeline};
+use crate::metrics::{EdgeStats, FlushCounts, StageReport, StageStats};
+use crate::stage::{Never, Pull};
+
+/// `(key, index, size)`: the index is unique, so every item can be traced.
+type Item = (u8, u32, u64);
+type Out = Batch<Item, u8>;
+
+fn key(item: &Item) -> u8 {
+    item.0
+}
+
+fn size(item: &Item) -> u64 {
+    item.2
+}
+
+fn stats() -> Arc<StageStats> {
+    Arc::new(StageStats::new("acc", NodeKind::Accumulator))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A connected `errors` port and the receiving end of its edge.
+type ErrorsPort<K, O> = (Broadcast<Unfinished<K, O>>, EdgeReceiver<Unfinished<K, O>>);
+
+fn errors_port<K, O>() -> ErrorsPort<K, O> {
+    let (tx, rx) = edge(1 << 20, 64);
+    let stats = Arc::new(EdgeStats::new("acc", "dead", Some("errors")));
+    (Broadcast::single(Output::new(tx, stats)), rx)
+}
+
+/// Pulls `head` until it is done, each output with when it came out
+/// (relative to `start`).
+async fn drain<C: Chain>(head: &mut C, start: Instant) -> Vec<(Duration, C::Out)> {
+    head.init().await.unwrap();
+    let control = Control::new();
+    let mut out = Vec::new();
+    let mut all = Vec::new();
+    loop {
+        let pull = head.pull(&mut out, &control).await.unwrap();
+        let at = start.elapsed();
+        all.extend(out.drain(..).map(|o| (at, o)));
+        if pull == Pull::Done {
+            break;
+        }
+    }
+    head.close().await.unwrap();
+    all
+}
+
+/// Sends each item after its delay, on its own.
+async fn feed<T>(mut tx: EdgeSender<T>, schedule: Vec<(Duration, T)>) {
+    for (delay, item) in schedule {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        tx.send(item).await.unwrap();
+        tx.flush().await.unwrap();
+    }
+}
+
+async fn recv_all<T>(rx: &mut EdgeReceiver<T>) -> Vec<T> {
+    let mut all = Vec::new();
+    while let Some(chunk) = rx.recv_chunk().await {
+        all.extend(chunk);
+    }
+    all
+}
+
+struct Outcome {
+    start: Instant,
+    outputs: Vec<(Duration, Out)>,
+    errors: Vec<Unfinished<u8, Out>>,
+    report: StageReport,
+}
+
+/// Runs `schedule` through a `batch_by(key)` accumulation under `policy`.
+async fn run(schedule: Vec<(Duration, Item)>, policy: Policy, connect_errors: bool) -> Outcome {
+    let (tx, rx) = edge(1024, 16);
+    let stats = stats();
+    if policy.spill.is_some() {
+        let head = AccumulateHead::spilling(rx, batch_by(key), size, policy, stats.clone(), 64);
+        run_head(head, tx, schedule, connect_errors, stats).await
+    } else {
+        let head = AccumulateHead::new(rx, batch_by(key), size, policy, stats.clone(), 64);
+        run_head(head, tx, schedule, connect_errors, stats).await
+    }
+}
+
+async fn run_head<A, S, P>(
+    mut head: AccumulateHead<Item, A, S, P>,
+    tx: EdgeSender<Item>,
+    schedule: Vec<(Duration, Item)>,
+    connect_errors: bool,
+    stats: Arc<StageStats>,
+) -> Outcome
+where
+    A: Accumulator<Item, Key = u8, Out = Out>,
+    S: FnMut(&Item) -> u64,
+    P: Spiller<u8, A::State>,
+{
+    let start = Instant::now();
+    let mut errors_rx = None;
+    if connect_errors {
+        let (port, rx) = errors_port();
+        head = head.with_errors(port);
+        errors_rx = Some(rx);
+    }
+    let producer = tokio::spawn(feed(tx, schedule));
+    let outputs = drain(&mut head, start).await;
+    producer.await.unwrap();
+    drop(head);
+    let errors = match &mut errors_rx {
+        Some(rx) => recv_all(rx).await,
+        None => Vec::new(),
+    };
+    Outcome {
+        start,
+        outputs,
+        errors,
+        report: StageReport::from_stats(&stats),
+    }
+}
+
+/// A batch with its window relative to the start of its run.
+type Relative = (u8, Vec<u32>, u64, Duration, Duration);
+
+/// The outputs, with when, and the unfinished states of a run.
+type Normalized = (
+    Vec<(Duration, Relative)>,
+    Vec<(u8, Option<Relative>, String)>,
+);
+
+impl Outcome {
+    /// The outputs (with when) and the unfinished states, with times
+    /// relative to the start of the run, so two runs compare.
+    fn normalized(&self) -> Normalized {
+        let relative = |b: &Out| {
+            (
+                *b.key(),
+                indices(b),
+                b.total_bytes(),
+                b.window_start() - self.start,
+                b.window_duration(),
+            )
+        };
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(at, b)| (*at, relative(b)))
+            .collect();
+        let errors = self
+            .errors
+            .iter()
+            .map(|u| {
+                (
+                    u.key,
+                    u.partial.as_ref().map(relative),
+                    u.reason.to_string(),
+                )
+            })
+            .collect();
+        (outputs, errors)
+    }
+}
+
+fn indices(batch: &Out) -> Vec<u32> {
+    batch.iter().map(|item| item.1).collect()
+}
+
+fn flushes(report: &StageReport) -> FlushCounts {
+    report.accumulator.expect("an accumulator report").flushes
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_per_key_up_to_max_items_and_flushes_the_rest_at_the_end() {
+    let schedule = (0..10u32)
+        .map(|i| (Duration::ZERO, ((i % 2) as u8, i, 1)))
+        .collect();
+    let policy = Policy {
+        max_items: Some(2),
+        ..Policy::default()
+    };
+    let outcome = run(schedule, policy, false).await;
+    let batches: Vec<(u8, Vec<u32>)> = outcome
+        .outputs
+        .iter()
+        .map(|(_, b)| (*b.key(), indices(b)))
+        .collect();
+    assert_eq!(
+        batches,
+        [
+            (0, vec![0, 2]),
+            (1, vec![1, 3]),
+            (0, vec![4, 6]),
+            (1, vec![5, 7]),
+            (0, vec![8]),
+            (1, vec![9]),
+        ]
+    );
+    let report = &outcome.report;
+    assert_eq!(
+        (report.items_in, report.items_out, report.passed),
+        (10, 6, 10)
+    );
+    assert!(report.is_balanced(), "{report:?}");
+    let acc = report.accumulator.unwrap();
+    assert_eq!((acc.open_keys, acc.items_held, acc.bytes_held), (0, 0, 0));
+    assert_eq!((acc.flushes.items, acc.flushes.stop), (4, 2));
+    assert_eq!(acc.flushes.total(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_latency_flushes_on_time_without_new_input() {
+    let schedule = vec![
+        (ms(0), (0, 0, 1)),
+        (ms(0), (0, 1, 1)),
+        (ms(0), (1, 2, 1)),
+        (ms(20), (0, 3, 1)),
+        // Long after the deadline: the first batches must not wait for it.
+        (ms(980), (1, 4, 1)),
+    ];
+    let policy = Policy {
+        max_latency: Some(ms(50)),
+        ..Policy::default()
+    };
+    let outcome = run(schedule, policy, false).await;
+    let got: Vec<(Duration, u8, Vec<u32>, Duration)> = outcome
+        .outputs
+        .iter()
+        .map(|(at, b)| (*at, *b.key(), indices(b), b.window_duration()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ms(50), 0, vec![0, 1, 3], ms(50)),
+            (ms(50), 1, vec![2], ms(50)),
+            // The input ends right after the last item: flushed at once.
+            (ms(1000), 1, vec![4], ms(0)),
+        ]
+    );
+    let f = flushes(&outcome.report);
+    assert_eq!((f.latency, f.stop, f.total()), (2, 1, 3));
+    assert!(outcome.report.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_held_count_as_in_flight_while_running() {
+    let start = Instant::now();
+    let (mut tx, rx) = edge(1024, 16);
+    let stats = stats();
+    let policy = Policy {
+        max_latency: Some(ms(10)),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::new(rx, batch_by(key), size, policy, stats.clone(), 64);
+    tx.send_chunk(vec![(0, 0, 3), (1, 1, 4), (0, 2, 5)])
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let control = Control::new();
+    assert_eq!(head.pull(&mut out, &control).await.unwrap(), Pull::More);
+    assert!(out.is_empty());
+    let running = StageReport::from_stats(&stats);
+    let acc = running.accumulator.unwrap();
+    assert_eq!((running.items_in, running.passed), (3, 0));
+    assert_eq!((acc.open_keys, acc.items_held, acc.bytes_held), (2, 3, 12));
+    assert!(
+        running.is_balanced(),
+        "held items are in flight: {running:?}"
+    );
+    // The deadline wakes the pull although no input comes.
+    assert_eq!(head.pull(&mut out, &control).await.unwrap(), Pull::More);
+    assert_eq!(start.elapsed(), ms(10));
+    assert_eq!(out.len(), 2);
+    assert_eq!(stats.items_held(), 0);
+    assert_eq!(stats.items_out(), 2);
+    drop(tx);
+    assert_eq!(head.pull(&mut out, &control).await.unwrap(), Pull::Done);
+    assert_eq!(head.pull(&mut out, &control).await.unwrap(), Pull::Done);
+    let report = StageReport::from_stats(&stats);
+    assert!(report.is_balanced());
+    let text = report.accumulator.unwrap().to_string();
+    assert_eq!(
+        text,
+        "0 open keys, 0 items held (0 B), 0 B spilled; flushes: 2 latency"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_deadline_run_flushes_many_keys_at_once() {
+    let start = Instant::now();
+    let (mut tx, rx) = edge(1 << 16, 1024);
+    let policy = Policy {
+        max_latency: Some(ms(10)),
+        ..Policy::default()
+    };
+    let by_index = |item: &(u32, u32)| item.0;
+    let mut head = AccumulateHead::new(
+        rx,
+        batch_by(by_index),
+        default_size,
+        policy,
+        stats(),
+        1 << 16,
+    );
+    tx.send_chunk((0..10_000).map(|i| (i, i)).collect())
+        .await
+        .unwrap();
+    let control = Control::new();
+    let mut out = Vec::new();
+    head.pull(&mut out, &control).await.unwrap();
+    assert!(out.is_empty());
+    head.pull(&mut out, &control).await.unwrap();
+    assert_eq!(start.elapsed(), ms(10));
+    assert_eq!(
+        out.len(),
+        10_000,
+        "every key's deadline ran out in one wake-up"
+    );
+    assert_eq!(
+        out[0].total_bytes(),
+        8,
+        "default_size is the size of the item type"
+    );
+}
+
+fn ttl_schedule() -> Vec<(Duration, Item)> {
+    vec![
+        (ms(0), (0, 0, 1)),
+        (ms(10), (0, 1, 1)),
+        (ms(0), (1, 2, 1)),
+        // Key 0 expired at 30ms; this opens a new state.
+        (ms(40), (0, 3, 1)),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn ttl_with_partial_flush_emits_what_it_has() {
+    let policy = Policy {
+        ttl: Some(ms(30)),
+        ..Policy::default()
+    };
+    let outcome = run(ttl_schedule(), policy, true).await;
+    let got: Vec<(Duration, Vec<u32>)> = outcome
+        .outputs
+        .iter()
+        .map(|(at, b)| (*at, indices(b)))
+        .collect();
+    assert_eq!(
+        got,
+        [(ms(30), vec![0, 1]), (ms(40), vec![2]), (ms(50), vec![3])]
+    );
+    assert!(outcome.errors.is_empty());
+    let f = flushes(&outcome.report);
+    assert_eq!((f.expired, f.stop), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ttl_without_partial_flush_goes_to_errors() {
+    let policy = Policy {
+        ttl: Some(ms(30)),
+        partial_flush: false,
+        ..Policy::default()
+    };
+    let outcome = run(ttl_schedule(), policy, true).await;
+    assert!(outcome.outputs.is_empty());
+    let errors: Vec<(u8, Vec<u32>, String)> = outcome
+        .errors
+        .iter()
+        .map(|u| {
+            let partial = u.partial.as_ref().unwrap();
+            (u.key, indices(partial), u.reason.to_string())
+        })
+        .collect();
+    let expired = UnfinishedReason::Expired.to_string();
+    let stopped = UnfinishedReason::Stopped.to_string();
+    assert_eq!(
+        errors,
+        [
+            (0, vec![0, 1], expired.clone()),
+            (1, vec![2], expired),
+            (0, vec![3], stopped),
+        ]
+    );
+    let report = &outcome.report;
+    assert_eq!(
+        (report.dead_lettered, report.passed, report.failed),
+        (4, 0, 0)
+    );
+    assert!(report.is_balanced());
+    assert_eq!(
+        outcome.errors[0].to_string(),
+        "the state of key 0 expired: it was not complete within its ttl (partial output kept)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unfinished_states_without_an_errors_port_are_counted_as_failed() {
+    let policy = Policy {
+        ttl: Some(ms(30)),
+        partial_flush: false,
+        ..Policy::default()
+    };
+    let outcome = run(ttl_schedule(), policy, false).await;
+    assert!(outcome.outputs.is_empty());
+    let report = &outcome.report;
+    assert_eq!((report.failed, report.dead_lettered), (4, 0));
+    assert!(report.is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_and_ttl_together_use_the_earlier() {
+    for (latency, ttl, latency_flushes, expired) in [(20, 30, 1, 0), (30, 20, 0, 1)] {
+        let policy = Policy {
+            max_latency: Some(ms(latency)),
+            ttl: Some(ms(ttl)),
+            ..Policy::default()
+        };
+        let schedule = vec![(ms(0), (0, 0, 1)), (ms(100), (0, 1, 1))];
+        let outcome = run(schedule, policy, false).await;
+        assert_eq!(outcome.outputs[0].0, ms(latency.min(ttl)));
+        let f = flushes(&outcome.report);
+        assert_eq!(
+            (f.latency, f.expired, f.stop),
+            (latency_flushes, expired, 1)
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_bytes_is_never_exceeded_and_a_large_item_goes_alone() {
+    let sizes = [3, 4, 2, 10, 1, 5, 5];
+    let schedule = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (Duration::ZERO, (0, i as u32, s)))
+        .collect();
+    let policy = Policy {
+        max_bytes: Some(5),
+        ..Policy::default()
+    };
+    let outcome = run(schedule, policy, false).await;
+    let got: Vec<(Vec<u32>, u64)> = outcome
+        .outputs
+        .iter()
+        .map(|(_, b)| (indices(b), b.total_bytes()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (vec![0], 3),
+            (vec![1], 4),
+            (vec![2], 2),
+            (vec![3], 10),
+            (vec![4], 1),
+            (vec![5], 5),
+            (vec![6], 5),
+        ]
+    );
+    let f = flushes(&outcome.report);
+    assert_eq!((f.bytes, f.stop), (7, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_is_one_key_for_everything() {
+    let (mut tx, rx) = edge(64, 8);
+    let policy = Policy {
+        max_items: Some(3),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::new(rx, batch(), default_size, policy, stats(), 8);
+    tx.send_chunk((0..7u16).collect()).await.unwrap();
+    drop(tx);
+    let out = drain(&mut head, Instant::now()).await;
+    let batches: Vec<Vec<u16>> = out.into_iter().map(|(_, b)| b.into_items()).collect();
+    assert_eq!(batches, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_spill_keys_and_items_need_no_spill_impl() {
+    /// Implements neither `Spill` nor `Clone` nor `Debug`.
+    struct Plain(u8);
+    #[derive(PartialEq, Eq, Hash, Clone)]
+    struct Key(u8);
+    let (mut tx, rx) = edge(64, 8);
+    let policy = Policy {
+        max_items: Some(2),
+        ..Policy::default()
+    };
+    let by_parity = |p: &Plain| Key(p.0 % 2);
+    let mut head = AccumulateHead::new(rx, batch_by(by_parity), |_: &Plain| 1, policy, stats(), 8);
+    tx.send_chunk((0..5).map(Plain).collect()).await.unwrap();
+    drop(tx);
+    let out = drain(&mut head, Instant::now()).await;
+    let got: Vec<(u8, Vec<u8>)> = out
+        .into_iter()
+        .map(|(_, b)| {
+            let (key, items, ..) = b.into_parts();
+            (key.0, items.into_iter().map(|p| p.0).collect())
+        })
+        .collect();
+    assert_eq!(got, [(0, vec![0, 2]), (1, vec![1, 3]), (0, vec![4])]);
+}
+
+/// Reassembles `(id, part)` messages of three parts; part 99 abandons the
+/// message.
+struct Reassemble;
+
+impl Accumulator<(u32, u8)> for Reassemble {
+    type Key = u32;
+    type State = Vec<u8>;
+    type Out = (u32, Vec<u8>);
+
+    fn key(&mut self, item: &(u32, u8)) -> u32 {
+        item.0
+    }
+
+    fn open(&mut self, _: &u32) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn update(&mut self, _: &u32, parts: &mut Vec<u8>, item: (u32, u8)) {
+        parts.push(item.1);
+    }
+
+    fn check(&mut self, id: &u32, parts: &mut Vec<u8>) -> Completeness<(u32, Vec<u8>)> {
+        if parts.last() == Some(&99) {
+            Completeness::Expired(None)
+        } else if parts.len() == 3 {
+            Completeness::Complete((*id, std::mem::take(parts)))
+        } else {
+            Completeness::Incomplete
+        }
+    }
+
+    fn flush(&mut self, id: u32, parts: Vec<u8>) -> Option<(u32, Vec<u8>)> {
+        (!parts.is_empty()).then_some((id, parts))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_accumulator_completes_and_expires_keys() {
+    let (mut tx, rx) = edge(64, 8);
+    let stats = stats();
+    let policy = Policy {
+        ttl: Some(ms(100)),
+        partial_flush: false,
+        ..Policy::default()
+    };
+    let (port, mut errors) = errors_port();
+    let mut head = AccumulateHead::new(rx, Reassemble, default_size, policy, stats.clone(), 8)
+        .with_errors(port);
+    let items = vec![(1, 0), (2, 0), (1, 1), (3, 0), (1, 2), (2, 99), (1, 0)];
+    tx.send_chunk(items).await.unwrap();
+    drop(tx);
+    let out = drain(&mut head, Instant::now()).await;
+    drop(head);
+    let out: Vec<_> = out.into_iter().map(|(_, o)| o).collect();
+    assert_eq!(out, [(1, vec![0, 1, 2])]);
+    let errors: Vec<_> = recv_all(&mut errors)
+        .await
+        .into_iter()
+        .map(|u| (u.key, u.partial, u.reason))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (2, None, UnfinishedReason::Expired),
+            (3, Some((3, vec![0])), UnfinishedReason::Stopped),
+            (1, Some((1, vec![0])), UnfinishedReason::Stopped),
+        ]
+    );
+    let report = StageReport::from_stats(&stats);
+    let f = flushes(&report);
+    assert_eq!((f.complete, f.expired, f.stop), (1, 1, 2));
+    assert_eq!((report.passed, report.dead_lettered), (3, 4));
+    assert!(report.is_balanced());
+}
+
+/// Runs a pipeline `stream >> accumulate >> collect` whose source never ends,
+/// stops it once the accumulation holds every item, and returns the
+/// batches, what went to `errors`, and the accumulation's report.
+async fn stop_a_pipeline(partial_flush: bool) -> (Vec<Out>, Vec<Unfinished<u8, Out>>, StageReport) {
+    let items: Vec<Item> = (0..6).map(|i| ((i % 3) as u8, i, 1)).collect();
+    let source_stats = Arc::new(StageStats::new("stream", NodeKind::Source));
+    let acc_stats = stats();
+    let sink_stats = Arc::new(StageStats::new("collect", NodeKind::Sink));
+    let collected = Collected::new();
+    let (tx, rx) = edge(64, 8);
+    let (port, mut errors) = errors_port();
+    let policy = Policy {
+        max_items: Some(10),
+        partial_flush,
+        ..Policy::default()
+    };
+    let source = Head::new(
+        stream(futures::StreamExt::chain(
+            futures::stream::iter(items),
+            futures::stream::pending(),
+        )),
+        source_stats.clone(),
+        64,
+    );
+    let outlet = Broadcast::single(Output::new(
+        tx,
+        Arc::new(EdgeStats::new("stream", "acc", None)),
+    ));
+    let head = AccumulateHead::new(rx, batch_by(key), size, policy, acc_stats.clone(), 64)
+        .with_errors(port);
+    let sink: Fuse<_, _, Out, Never, Never> =
+        Fuse::new(head, collect(&collected), sink_stats.clone());
+    let handle = Pipeline::new(
+        vec![source_stats, acc_stats.clone(), sink_stats],
+        move |control: Control| async move {
+            join(
+                drive_into(source, outlet, control.clone()),
+                drive(sink, control),
+            )
+            .await
+        },
+    )
+    .spawn();
+    while acc_stats.items_in() < 6 {
+        tokio::time::sleep(ms(1)).await;
+    }
+    assert!(collected.is_empty(), "nothing is flushed before the stop");
+    handle.stop();
+    let report = handle.join().await.unwrap();
+    assert!(report.stopped);
+    assert!(report.is_balanced(), "{report}");
+    assert!(report.to_string().contains("acc: 0 open keys"), "{report}");
+    let errors = recv_all(&mut errors).await;
+    (
+        collected.take(),
+        errors,
+        report.stage("acc").unwrap().clone(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_flushes_every_open_state() {
+    let (batches, errors, report) = stop_a_pipeline(true).await;
+    let got: Vec<(u8, Vec<u32>)> = batches.iter().map(|b| (*b.key(), indices(b))).collect();
+    assert_eq!(got, [(0, vec![0, 3]), (1, vec![1, 4]), (2, vec![2, 5])]);
+    assert!(errors.is_empty());
+    assert_eq!((report.passed, flushes(&report).stop), (6, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_without_partial_flush_routes_open_states_to_errors() {
+    let (batches, errors, report) = stop_a_pipeline(false).await;
+    assert!(batches.is_empty());
+    let got: Vec<(u8, Vec<u32>)> = errors
+        .iter()
+        .map(|u| {
+            assert_eq!(u.reason, UnfinishedReason::Stopped);
+            (u.key, indices(u.partial.as_ref().unwrap()))
+        })
+        .collect();
+    assert_eq!(got, [(0, vec![0, 3]), (1, vec![1, 4]), (2, vec![2, 5])]);
+    assert_eq!((report.dead_lettered, flushes(&report).stop), (6, 3));
+}
+
+#[test]
+fn unfinished_displays_key_and_reason() {
+    let stopped: Unfinished<&str, u8> = Unfinished {
+        key: "a",
+        partial: None,
+        reason: UnfinishedReason::Stopped,
+    };
+    assert_eq!(
+        stopped.to_string(),
+        "the state of key \"a\" was still open when the input ended (the pipeline finished or was stopped) (no partial output)"
+    );
+    let lost: Unfinished<u8, u8> = Unfinished {
+        key: 3,
+        partial: None,
+        reason: UnfinishedReason::Spill(Arc::new(SpillError::Missing { id: 9 })),
+    };
+    assert_eq!(
+        lost.to_string(),
+        "the state of key 3 was lost: its spilled state could not be read back: spill record 9 is not in the spill store"
+    );
+    assert_eq!(lost.clone(), lost);
+    assert_ne!(lost.reason, UnfinishedReason::Expired);
+}
+
+/// A fresh directory for spill files, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "pipeline-acc-test-{name}-{}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        ScratchDir(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+type Pair = (u32, u32);
+
+fn pair_key(item: &Pair) -> u32 {
+    item.0
+}
+
+fn spill_policy(dir: &ScratchDir, max_memory: u64) -> Policy {
+    Policy {
+        max_items: Some(7),
+        spill: Some(SpillPolicy {
+            max_memory,
+            dir: Some(dir.0.clone()),
+        }),
+        ..Policy::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn spilling_most_state_gives_the_same_output_as_memory() {
+    let items: Vec<Pair> = (0..3000u32).map(|i| ((i * 7919) % 211, i)).collect();
+    let chunks: Vec<Vec<Pair>> = items.chunks(50).map(<[Pair]>::to_vec).collect();
+
+    // In memory.
+    let (mut tx, rx) = edge(1 << 16, 64);
+    let mut head = AccumulateHead::new(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        Policy {
+            max_items: Some(7),
+            ..Policy::default()
+        },
+        stats(),
+        50,
+    );
+    for chunk in &chunks {
+        tx.send_chunk(chunk.clone()).await.unwrap();
+    }
+    drop(tx);
+    let in_memory = drain(&mut head, Instant::now()).await;
+
+    // With a budget of one byte: after every chunk, everything goes to disk.
+    let dir = ScratchDir::new("same");
+    let stats = stats();
+    let (mut tx, rx) = edge(1 << 16, 64);
+    let mut head = AccumulateHead::spilling(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        spill_policy(&dir, 1),
+        stats.clone(),
+        50,
+    );
+    head.init().await.unwrap();
+    let control = Control::new();
+    let mut spilled = Vec::new();
+    let mut most_on_disk = 0.0f64;
+    for chunk in &chunks {
+        tx.send_chunk(chunk.clone()).await.unwrap();
+        let mut out = Vec::new();
+        assert_eq!(head.pull(&mut out, &control).await.unwrap(), Pull::More);
+        spilled.extend(out.into_iter().map(|o| (Duration::ZERO, o)));
+        let open = stats.open_keys();
+        if open > 0 {
+            most_on_disk = most_on_disk.max(stats.spilled_keys() as f64 / open as f64);
+        }
+    }
+    drop(tx);
+    spilled.extend(drain(&mut head, Instant::now()).await);
+
+    let strip = |outputs: Vec<(Duration, Batch<Pair, u32>)>| -> Vec<Batch<Pair, u32>> {
+        outputs.into_iter().map(|(_, b)| b).collect()
+    };
+    assert_eq!(strip(spilled), strip(in_memory));
+    assert_eq!(
+        most_on_disk, 1.0,
+        "a one-byte budget sends every state to disk"
+    );
+    let report = StageReport::from_stats(&stats);
+    let acc = report.accumulator.unwrap();
+    assert!(acc.bytes_spilled > 0);
+    assert_eq!((acc.spilled_keys, acc.open_keys), (0, 0));
+    assert_eq!((report.passed, report.failed), (3000, 0));
+    assert!(report.is_balanced());
+    assert!(head.spiller().store().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_keeps_the_hot_keys_in_memory() {
+    let dir = ScratchDir::new("budget");
+    let stats = stats();
+    let (mut tx, rx) = edge(1 << 16, 64);
+    let policy = Policy {
+        max_items: Some(1000),
+        spill: Some(SpillPolicy {
+            max_memory: 64 * 1024,
+            dir: Some(dir.0.clone()),
+        }),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::spilling(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        policy,
+        stats.clone(),
+        1 << 16,
+    );
+    let control = Control::new();
+    let mut out = Vec::new();
+    // 1000 cold keys, then one hot key that keeps growing.
+    tx.send_chunk((0..1000).map(|k| (k, k)).collect())
+        .await
+        .unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    for round in 0..5 {
+        tx.send_chunk((0..100).map(|i| (5000, round * 100 + i)).collect())
+            .await
+            .unwrap();
+        head.pull(&mut out, &control).await.unwrap();
+    }
+    let on_disk = stats.spilled_keys();
+    assert!(on_disk > 0 && on_disk < 1001, "{on_disk}");
+    assert!(!head.spiller().store().is_empty());
+    drop(tx);
+    let rest = drain(&mut head, Instant::now()).await;
+    let hot = rest.iter().find(|(_, b)| *b.key() == 5000).unwrap();
+    assert_eq!(hot.1.len(), 500);
+    assert_eq!(rest.len(), 1001);
+    assert!(StageReport::from_stats(&stats).is_balanced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_spill_file_is_reported_and_counted_and_nothing_hangs() {
+    let dir = ScratchDir::new("corrupt");
+    let stats = stats();
+    let (mut tx, rx) = edge(1 << 16, 64);
+    let (port, mut errors) = errors_port();
+    let mut head = AccumulateHead::spilling(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        spill_policy(&dir, 1),
+        stats.clone(),
+        1 << 16,
+    )
+    .with_errors(port);
+    let control = Control::new();
+    let mut out = Vec::new();
+    // 100 keys of two items each, all spilled after the pull.
+    tx.send_chunk((0..200).map(|i| (i % 100, i)).collect())
+        .await
+        .unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    assert_eq!(stats.spilled_keys(), 100);
+    let files = files_under(&dir.0);
+    assert!(!files.is_empty());
+    for file in files {
+        let len = std::fs::metadata(&file).unwrap().len() as usize;
+        std::fs::write(&file, vec![0xa5; len]).unwrap();
+    }
+    // Keys 0..10 come back with a new item each: their old state is lost,
+    // the new item starts a fresh one.
+    tx.send_chunk((0..10).map(|k| (k, 1000 + k)).collect())
+        .await
+        .unwrap();
+    drop(tx);
+    let rest = tokio::time::timeout(Duration::from_secs(60), drain(&mut head, Instant::now()))
+        .await
+        .expect("a corrupt spill must not hang the accumulation");
+    let batches: Vec<(u32, Vec<u32>)> = rest
+        .iter()
+        .map(|(_, b)| (*b.key(), b.iter().map(|p| p.1).collect()))
+        .collect();
+    assert_eq!(
+        batches,
+        (0..10).map(|k| (k, vec![1000 + k])).collect::<Vec<_>>()
+    );
+    assert_eq!(head.spiller().store().corrupt_records(), 100);
+    drop(head);
+    let lost = recv_all(&mut errors).await;
+    assert_eq!(lost.len(), 100);
+    let keys: BTreeSet<u32> = lost.iter().map(|u| u.key).collect();
+    assert_eq!(keys, (0..100).collect());
+    for unfinished in &lost {
+        assert!(unfinished.partial.is_none());
+        let UnfinishedReason::Spill(error) = &unfinished.reason else {
+            panic!("{unfinished:?}");
+        };
+        assert!(error.is_corruption(), "{error}");
+    }
+    let report = StageReport::from_stats(&stats);
+    assert_eq!(
+        (
+            report.items_in,
+            report.passed,
+            report.failed,
+            report.dead_lettered
+        ),
+        (210, 10, 200, 0)
+    );
+    assert!(report.is_balanced(), "{report:?}");
+}
+
+/// A random run: items with a key, a size and a delay before each; with a
+/// `spill_budget`, it also runs spilling to disk.
+#[derive(Debug, Clone)]
+struct Case {
+    items: Vec<(u8, u64, u64)>,
+    policy: Policy,
+    connect_errors: bool,
+    spill_budget: Option<u64>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let items = prop::collection::vec(
+        (
+            0u8..6,
+            0u64..20,
+            prop_oneof![3 => Just(0u64), 1 => 0u64..40],
+        ),
+        0..150,
+    );
+    let limit = |range: std::ops::Range<u64>| prop::option::of(range);
+    (
+        items,
+        prop::option::of(1usize..8),
+        limit(1..40),
+        limit(1..80),
+        limit(1..80),
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![2 => Just(None), 1 => (0u64..600).prop_map(Some)],
+    )
+        .prop_map(
+            |(
+                items,
+                max_items,
+                max_bytes,
+                latency,
+                ttl,
+                partial_flush,
+                connect_errors,
+                spill_budget,
+            )| Case {
+                items,
+                policy: Policy {
+                    max_items,
+                    max_bytes,
+                    max_latency: latency.map(ms),
+                    ttl: ttl.map(ms),
+                    partial_flush,
+                    spill: None,
+                },
+                connect_errors,
+                spill_budget,
+            },
+        )
+}
+
+fn check(case: Case) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let schedule: Vec<(Duration, Item)> = case
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, &(key, size, delay))| (ms(delay), (key, i as u32, size)))
+        .collect();
+    let n = schedule.len() as u64;
+    let policy = case.policy.clone();
+    let outcome = runtime.block_on(run(schedule.clone(), case.policy, case.connect_errors));
+
+    // Spilling changes where states wait, not what comes out, or when.
+    if let Some(max_memory) = case.spill_budget {
+        let dir = ScratchDir::new("prop");
+        let spilling = Policy {
+            spill: Some(SpillPolicy {
+                max_memory,
+                dir: Some(dir.0.clone()),
+            }),
+            ..policy.clone()
+        };
+        let spilled = runtime.block_on(run(schedule, spilling, case.connect_errors));
+        prop_assert_eq!(spilled.normalized(), outcome.normalized());
+        let (with, without) = (&spilled.report, &outcome.report);
+        prop_assert_eq!(
+            (
+                with.items_in,
+                with.items_out,
+                with.passed,
+                with.failed,
+                with.dead_lettered
+            ),
+            (
+                without.items_in,
+                without.items_out,
+                without.passed,
+                without.failed,
+                without.dead_lettered
+            )
+        );
+        prop_assert_eq!(
+            with.accumulator.unwrap().flushes,
+            without.accumulator.unwrap().flushes
+        );
+    }
+
+    // Every batch keeps to its key and its limits.
+    let window = match (policy.max_latency, policy.ttl) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut batches: Vec<&Out> = outcome.outputs.iter().map(|(_, b)| b).collect();
+    batches.extend(outcome.errors.iter().filter_map(|u| u.partial.as_ref()));
+    for batch in &batches {
+        prop_assert!(!batch.is_empty());
+        prop_assert!(batch.iter().all(|item| item.0 == *batch.key()));
+        if let Some(max) = policy.max_items {
+            prop_assert!(batch.len() <= max, "{} items > {max}", batch.len());
+        }
+        let bytes: u64 = batch.iter().map(|item| item.2).sum();
+        prop_assert_eq!(batch.total_bytes(), bytes);
+        if let Some(max) = policy.max_bytes {
+            prop_assert!(bytes <= max || batch.len() == 1, "{bytes} bytes > {max}");
+        }
+        if let Some(window) = window {
+            prop_assert!(batch.window_duration() <= window);
+        }
+    }
+
+    // Every item comes out once, and a key's items keep their order.
+    let mut per_key: BTreeMap<u8, Vec<&Out>> = BTreeMap::new();
+    for batch in &batches {
+        per_key.entry(*batch.key()).or_default().push(batch);
+    }
+    let mut seen = Vec::new();
+    for (_, mut batches) in per_key {
+        batches.sort_by_key(|b| b[0].1);
+        let indices: Vec<u32> = batches.iter().flat_map(|b| indices(b)).collect();
+        prop_assert!(indices.is_sorted(), "{indices:?}");
+        seen.extend(indices);
+    }
+    seen.sort_unstable();
+    let total = seen.len() as u64;
+    seen.dedup();
+    prop_assert_eq!(seen.len() as u64, total, "an item came out twice");
+
+    let report = &outcome.report;
+    let acc = report.accumulator.unwrap();
+    let lost = if case.connect_errors || policy.partial_flush {
+        0
+    } else {
+        n - total
+    };
+    prop_assert_eq!(total + lost, n, "an item was lost");
+    prop_assert_eq!(report.items_in, n);
+    prop_assert_eq!(report.failed, lost);
+    prop_assert_eq!(report.passed + report.dead_lettered + report.failed, n);
+    prop_assert_eq!(report.items_out, outcome.outputs.len() as u64);
+    prop_assert_eq!((acc.open_keys, acc.items_held, acc.bytes_held), (0, 0, 0));
+    prop_assert!(report.is_balanced());
+    if policy.partial_flush {
+        prop_assert!(outcome.errors.is_empty());
+        prop_assert_eq!(acc.flushes.total(), outcome.outputs.len() as u64);
+    } else if case.connect_errors {
+        prop_assert_eq!(
+            acc.flushes.expired + acc.flushes.stop,
+            outcome.errors.len() as u64
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_item_comes_out_once_in_order_and_within_limits(case in case()) {
+        check(case)?;
+    }
+}
+
+/// Grouping 10M items over 100k keys into batches of 100, against a
+/// hand-written `HashMap<K, Vec<T>>` loop with the same hasher. Run with
+/// `cargo test --release -p pipeline-runtime --lib accumulate::tests::grouping_speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark; run in release"]
+fn grouping_speed() {
+    use std::collections::HashMap;
+    const ITEMS: u64 = 10_000_000;
+    const KEYS: u64 = 100_000;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let items: Vec<(u64, u64)> = (0..ITEMS)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % KEYS, i)
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for round in 0..3 {
+        let input = items.clone();
+        let started = std::time::Instant::now();
+        let mut map: HashMap<u64, Vec<(u64, u64)>, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut batches = 0u64;
+        let mut out = Vec::new();
+        for item in input {
+            let batch = map.entry(item.0).or_default();
+            batch.push(item);
+            if batch.len() == 100 {
+                out.push(std::mem::take(batch));
+                if out.len() == 512 {
+                    batches += out.len() as u64;
+                    out.clear();
+                }
+            }
+        }
+        batches += (out.len() + map.into_values().filter(|b| !b.is_empty()).count()) as u64;
+        let baseline = started.elapsed();
+
+        let input = items.clone();
+        let chunks: Vec<Vec<(u64, u64)>> = input.chunks(512).map(<[_]>::to_vec).collect();
+        let (ours, our_batches) = runtime.block_on(async {
+            let (mut tx, rx) = edge(1 << 25, 512);
+            for chunk in chunks {
+                tx.send_chunk(chunk).await.unwrap();
+            }
+            drop(tx);
+            let policy = Policy {
+                max_items: Some(100),
+                ..Policy::default()
+            };
+            let key = |item: &(u64, u64)| item.0;
+            let mut head =
+                AccumulateHead::new(rx, batch_by(key), default_size, policy, stats(), 512);
+            let control = Control::new();
+            let started = std::time::Instant::now();
+            let mut out = Vec::new();
+            let mut batches = 0u64;
+            while head.pull(&mut out, &control).await.unwrap() == Pull::More {
+                batches += out.len() as u64;
+                out.clear();
+            }
+            batches += out.len() as u64;
+            (started.elapsed(), batches)
+        });
+        println!(
+            "round {round}: hand-written {baseline:?} ({batches} batches), accumulate {ours:?} ({our_batches} batches): {:.2}x",
+            ours.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+}

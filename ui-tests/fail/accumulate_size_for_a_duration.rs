@@ -1,0 +1,7 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {
+        iter(0..1000u64) >> accumulate(key = |x: &u64| *x % 10, ttl = 64MiB) >> discard();
+    };
+}
