@@ -527,7 +527,7 @@ pub fn accumulate_spilling<T, A, S>(
     chunk: usize,
 ) -> Unknown<
     <A as Accumulator<T>>::Out,
-    AccumulateHead<T, A, S, pipeline_runtime::accumulate::DiskSpill>,
+    AccumulateHead<T, A, S, pipeline_runtime::accumulate::DiskSpill<A::Key, A::State>>,
 >
 where
     A: Accumulator<T>,

@@ -621,7 +621,7 @@ where
     }
 }
 
-impl<T, A, S> AccumulateHead<T, A, S, DiskSpill>
+impl<T, A, S> AccumulateHead<T, A, S, DiskSpill<A::Key, A::State>>
 where
     A: Accumulator<T>,
     A::Key: Spill,

@@ -59,34 +59,59 @@ impl<K, S> Spiller<K, S> for NoSpill {
     }
 }
 
-/// Spills to a [`SpillStore`] on disk: each record is the key then the state,
-/// encoded with [`Spill`]; reading it back checks that it holds the key
-/// asked for.
-#[derive(Debug)]
-pub struct DiskSpill {
+/// Reads a spilled key and state back.
+type Decode<K, S> = fn(&mut &[u8]) -> Result<(K, S), SpillError>;
+
+/// States go to a [`SpillStore`] on disk: the key and the state, encoded
+/// with [`Spill`], one checksummed record per key.
+///
+/// The encoding is captured as functions when the spiller is made (where
+/// `K: Spill` and `S: Spill` are checked), so that a type that cannot be
+/// spilled is reported once, where `spill` is asked for.
+pub struct DiskSpill<K, S> {
     max_memory: u64,
     store: SpillStore,
     buf: Vec<u8>,
+    encode: fn(&K, &S, &mut Vec<u8>),
+    decode: Decode<K, S>,
+    same_key: fn(&K, &K) -> bool,
 }
 
-impl DiskSpill {
-    /// A spiller with `policy`'s budget and directory; `None` never spills
-    /// (an infinite budget). Does no I/O until the first spill.
+impl<K: Spill + Eq, S: Spill> DiskSpill<K, S> {
+    /// A spiller with the budget and directory of `policy` (no budget, so
+    /// never spilling, without one). Does no I/O until the first spill.
     pub fn new(policy: Option<&SpillPolicy>) -> Self {
         DiskSpill {
             max_memory: policy.map_or(u64::MAX, |p| p.max_memory),
             store: SpillStore::new(policy.and_then(|p| p.dir.clone())),
             buf: Vec::new(),
+            encode: |key, state, out| {
+                key.encode(out);
+                state.encode(out);
+            },
+            decode: |input| Ok((K::decode(input)?, S::decode(input)?)),
+            same_key: |a, b| a == b,
         }
     }
+}
 
+impl<K, S> DiskSpill<K, S> {
     /// The store the states go to.
     pub fn store(&self) -> &SpillStore {
         &self.store
     }
 }
 
-impl<K: Spill + Eq, S: Spill> Spiller<K, S> for DiskSpill {
+impl<K, S> std::fmt::Debug for DiskSpill<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskSpill")
+            .field("max_memory", &self.max_memory)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl<K, S> Spiller<K, S> for DiskSpill<K, S> {
     const ENABLED: bool = true;
 
     fn max_memory(&self) -> u64 {
@@ -95,8 +120,7 @@ impl<K: Spill + Eq, S: Spill> Spiller<K, S> for DiskSpill {
 
     fn put(&mut self, id: u64, key: &K, state: &S) -> Result<u64, SpillError> {
         self.buf.clear();
-        key.encode(&mut self.buf);
-        state.encode(&mut self.buf);
+        (self.encode)(key, state, &mut self.buf);
         self.store.put(id, &self.buf)?;
         Ok(self.buf.len() as u64)
     }
@@ -104,14 +128,13 @@ impl<K: Spill + Eq, S: Spill> Spiller<K, S> for DiskSpill {
     fn take(&mut self, id: u64, key: &K) -> Result<S, SpillError> {
         let bytes = self.store.take(id)?;
         let mut input = bytes.as_slice();
-        let stored = K::decode(&mut input)?;
-        if stored != *key {
+        let (stored, state) = (self.decode)(&mut input)?;
+        if !(self.same_key)(&stored, key) {
             return Err(SpillError::InvalidData {
                 what: "spill record",
                 detail: format!("record {id} holds the state of another key"),
             });
         }
-        let state = S::decode(&mut input)?;
         if !input.is_empty() {
             return Err(SpillError::InvalidData {
                 what: "spill record",
