@@ -264,3 +264,50 @@ async fn stop_flushes_open_batches() {
     assert_eq!(items as u64, report.stage("stream").unwrap().items_out);
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn a_key_function_that_panics_fails_that_item_and_the_rest_go_on() {
+    let batches = Collected::new();
+    let report = pipeline! {
+        grouped = iter(0..100u64) >> accumulate(key = |x| {
+            assert!(*x != 13, "unlucky");
+            x % 2
+        }, max_items = 10);
+        grouped >> map(|b| b.len()) >> collect(&batches);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(batches.take().iter().sum::<usize>(), 99);
+    let stage = report.stage("grouped").unwrap();
+    assert_eq!((stage.items_in, stage.failed), (100, 1));
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn inspect_shows_what_an_accumulator_holds_while_it_runs() {
+    let handle = pipeline! {
+        sessions = stream(then_quiet((0..30u64).collect(), Duration::from_millis(1), Duration::from_secs(10)))
+            >> accumulate(key = |x| x % 3, max_items = 100);
+        sessions >> discard();
+    }
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = handle.inspect("sessions").unwrap();
+    let accumulator = held.accumulator.as_ref().unwrap();
+    assert_eq!((accumulator.open_keys, accumulator.items_held), (3, 30));
+    handle.stop();
+    let report = handle.join().await.unwrap();
+    let accumulator = report
+        .stage("sessions")
+        .unwrap()
+        .accumulator
+        .clone()
+        .unwrap();
+    assert_eq!(accumulator.items_held, 0);
+    assert_eq!(
+        accumulator.flushes.stop, 3,
+        "stop flushed the three open batches"
+    );
+    assert!(report.stopped);
+}

@@ -216,6 +216,16 @@ impl PipelineHandle {
             .collect()
     }
 
+    /// The counts so far of the stage called `name` (as the report names
+    /// it), while the pipeline runs: for an accumulator, also its open
+    /// keys, items and bytes held, bytes spilled and flushes by reason.
+    pub fn inspect(&self, name: &str) -> Option<StageReport> {
+        self.stages
+            .iter()
+            .find(|s| s.name() == name)
+            .map(|s| StageReport::from_stats(s))
+    }
+
     /// The counts of each edge so far, while the pipeline runs, in the
     /// order given to [`Pipeline::with_edges`].
     pub fn edge_snapshot(&self) -> Vec<EdgeReport> {

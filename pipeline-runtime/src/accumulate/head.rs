@@ -165,8 +165,25 @@ where
     /// Takes one item: one hash lookup while the key's state is open.
     #[inline]
     fn push(&mut self, item: T, now: Instant, out: &mut Vec<A::Out>) {
-        let key = self.acc.key(&item);
-        let size = (self.size)(&item);
+        // The key and size functions are the user's code run on each
+        // item: one that panics fails that item (counted, logged) instead
+        // of taking the whole accumulation, and its state, down with it.
+        let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (self.acc.key(&item), (self.size)(&item))
+        }));
+        let (key, size) = match measured {
+            Ok(measured) => measured,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                tracing::warn!(stage = self.name, panic = %message, "the key or size function panicked on an item; item dropped");
+                self.delta.failed += 1;
+                return;
+            }
+        };
         self.items_held += 1;
         self.bytes_held += size;
         if let Some(slot) = self.map.get_mut(&key) {
