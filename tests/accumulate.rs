@@ -298,12 +298,7 @@ async fn inspect_shows_what_an_accumulator_holds_while_it_runs() {
     assert_eq!((accumulator.open_keys, accumulator.items_held), (3, 30));
     handle.stop();
     let report = handle.join().await.unwrap();
-    let accumulator = report
-        .stage("sessions")
-        .unwrap()
-        .accumulator
-        .clone()
-        .unwrap();
+    let accumulator = report.stage("sessions").unwrap().accumulator.unwrap();
     assert_eq!(accumulator.items_held, 0);
     assert_eq!(
         accumulator.flushes.stop, 3,
