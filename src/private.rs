@@ -603,3 +603,38 @@ pub fn item_bytes<T: ItemBytes + ?Sized>(item: &T) -> u64 {
 }
 
 pub use pipeline_runtime::accumulate::default_size;
+
+// Execution options.
+
+pub use pipeline_runtime::options;
+
+/// A `#[stage(..)]`'s default options.
+pub trait StageDefaults {
+    /// The options the stage runs with unless a node says otherwise.
+    const DEFAULTS: options::StageOptions;
+}
+
+/// Finds a stage's defaults when it has some (`(&stage).stage_defaults()`
+/// resolves here first, for a `#[stage(..)]` with options) ...
+pub trait HasDefaults {
+    /// The stage's defaults.
+    fn stage_defaults(&self) -> options::StageOptions;
+}
+
+impl<S: StageDefaults> HasDefaults for S {
+    fn stage_defaults(&self) -> options::StageOptions {
+        S::DEFAULTS
+    }
+}
+
+/// ... and here for any other stage, which has none.
+pub trait NoDefaults {
+    /// No options.
+    fn stage_defaults(&self) -> options::StageOptions;
+}
+
+impl<S> NoDefaults for &S {
+    fn stage_defaults(&self) -> options::StageOptions {
+        options::StageOptions::NONE
+    }
+}

@@ -235,7 +235,7 @@ pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> O
 
 /// What a quantity measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Unit {
+pub(crate) enum Unit {
     Size,
     Time,
 }
@@ -260,7 +260,7 @@ const TIME_UNITS: &[(&str, u64)] = &[
 ];
 
 /// A plain count: a positive integer without a unit.
-fn count(expr: &Expr, field: &str, diagnostics: &mut Diagnostics) -> Option<u64> {
+pub(crate) fn count(expr: &Expr, field: &str, diagnostics: &mut Diagnostics) -> Option<u64> {
     match expr {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Int(int), ..
@@ -305,7 +305,12 @@ fn count(expr: &Expr, field: &str, diagnostics: &mut Diagnostics) -> Option<u64>
 }
 
 /// A size or duration: a positive literal with a unit suffix.
-fn quantity(expr: &Expr, field: &str, unit: Unit, diagnostics: &mut Diagnostics) -> Option<u64> {
+pub(crate) fn quantity(
+    expr: &Expr,
+    field: &str,
+    unit: Unit,
+    diagnostics: &mut Diagnostics,
+) -> Option<u64> {
     let (units, example, kind) = match unit {
         Unit::Size => (SIZE_UNITS, "64MiB", "a size"),
         Unit::Time => (TIME_UNITS, "50ms", "a duration"),

@@ -36,7 +36,7 @@ enum Shape {
 /// Expands `#[stage(args)] item`.
 pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut diagnostics = Diagnostics::new();
-    let (role, flat) = parse_args(args, &mut diagnostics);
+    let (role, flat, options) = parse_args(args, &mut diagnostics);
     let function = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(function)) => function,
         Ok(other) => {
@@ -63,7 +63,20 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#errors #item);
         }
     };
-    let generated = stage_impl(&function, role, flat, &mut diagnostics);
+    let mut generated = stage_impl(&function, role, flat, &mut diagnostics);
+    if !options.is_empty() {
+        // The stage's defaults, merged under a node's own options by the
+        // pipelines that use it. A retry that runs out dead-letters only if
+        // `then = dead_letter` says so: the stage cannot know whether a
+        // pipeline connects its `errors` port.
+        let name = &function.sig.ident;
+        let defaults = options.to_runtime(false);
+        generated.extend(quote! {
+            impl ::pipeline::__private::StageDefaults for #name {
+                const DEFAULTS: ::pipeline::__private::options::StageOptions = #defaults;
+            }
+        });
+    }
     let errors = diagnostics.to_compile_errors();
     // On error the function is still emitted unchanged, so calls to it keep
     // type-checking and only the attribute's mistake is reported.
@@ -84,15 +97,19 @@ fn item_keyword_span(item: &Item) -> Span {
     }
 }
 
-fn parse_args(args: TokenStream, diagnostics: &mut Diagnostics) -> (Role, bool) {
+fn parse_args(
+    args: TokenStream,
+    diagnostics: &mut Diagnostics,
+) -> (Role, bool, crate::options::Options) {
     let mut role = Role::Transform;
     let mut flat = false;
+    let mut options = Vec::new();
     let parser = syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated;
     let metas = match syn::parse::Parser::parse2(parser, args) {
         Ok(metas) => metas,
         Err(error) => {
             diagnostics.push(error);
-            return (role, flat);
+            return (role, flat, crate::options::Options::default());
         }
     };
     for meta in metas {
@@ -105,16 +122,23 @@ fn parse_args(args: TokenStream, diagnostics: &mut Diagnostics) -> (Role, bool) 
             ("source", syn::Meta::Path(_)) => role = Role::Source,
             ("sink", syn::Meta::Path(_)) => role = Role::Sink,
             ("flat", syn::Meta::Path(_)) => flat = true,
+            _ if crate::options::is_option(&key) => options.push(meta.clone()),
             _ => diagnostics.error_spanned(
                 &meta,
                 format!(
-                    "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`",
-                    crate::diagnostics::end_sentence(suggestion(&key, ARGUMENTS.iter().copied()))
+                    "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`, \
+                     or an option such as `parallel = 4` or `on_error = retry(3, backoff = 10ms)`",
+                    crate::diagnostics::end_sentence(suggestion(
+                        &key,
+                        ARGUMENTS.iter().chain(crate::options::OPTION_KEYS).copied()
+                    ))
                 ),
             ),
         }
     }
-    (role, flat)
+    let options = crate::options::parse_metas(&options, diagnostics);
+    crate::options::report_unsupported(&options, diagnostics);
+    (role, flat, options)
 }
 
 fn stage_impl(

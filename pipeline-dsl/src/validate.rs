@@ -16,7 +16,7 @@ use proc_macro2::Span;
 
 use crate::diagnostics::{Diagnostics, did_you_mean};
 use crate::graph::{Graph, Kind, Node};
-use crate::options::check_options;
+use crate::options::{self, Options};
 use crate::parse::Target;
 
 /// What can still be wired after validation: a node with an error of its
@@ -25,6 +25,10 @@ use crate::parse::Target;
 pub struct Verdict {
     /// For each node (by index), whether it passed every check.
     pub node_ok: Vec<bool>,
+    /// Each node's own options (by index).
+    pub node_options: Vec<Options>,
+    /// The pipeline's default options.
+    pub pipeline_options: Options,
 }
 
 impl Verdict {
@@ -58,8 +62,10 @@ pub fn validate(
         graph,
         diagnostics,
         bad: HashSet::new(),
+        node_options: vec![Options::default(); graph.graph.node_count()],
     };
-    check_options(options, checker.diagnostics);
+    let pipeline_options = options::parse_attributes(options, checker.diagnostics);
+    checker.unsupported(&pipeline_options);
     if graph.graph.node_count() == 0 && checker.diagnostics.is_empty() {
         checker.diagnostics.error(
             call_site,
@@ -80,13 +86,18 @@ pub fn validate(
         .node_indices()
         .map(|index| !checker.bad.contains(&index))
         .collect();
-    Verdict { node_ok }
+    Verdict {
+        node_ok,
+        node_options: checker.node_options,
+        pipeline_options,
+    }
 }
 
 struct Checker<'a> {
     graph: &'a Graph,
     diagnostics: &'a mut Diagnostics,
     bad: HashSet<NodeIndex>,
+    node_options: Vec<Options>,
 }
 
 impl Checker<'_> {
@@ -101,9 +112,14 @@ impl Checker<'_> {
         let graph = self.graph;
         let node = graph.node(index);
         let errors_before = self.diagnostics.len();
-        check_options(&node.ast.options, self.diagnostics);
+        let node_options = options::parse_attributes(&node.ast.options, self.diagnostics);
+        self.options_fit(index, &node_options);
+        self.unsupported(&node_options);
         if self.diagnostics.len() > errors_before {
             self.bad.insert(index);
+        }
+        if let Some(slot) = self.node_options.get_mut(index.index()) {
+            *slot = node_options;
         }
         if let Target::Builtin { builtin, call } = &node.ast.target {
             if !builtin.implemented {
@@ -223,6 +239,89 @@ impl Checker<'_> {
         if node.kind == Kind::Branch {
             self.branch_ports_used(index);
         }
+    }
+
+    /// Whether each option makes sense for the node it is written on.
+    fn options_fit(&mut self, index: NodeIndex, node_options: &Options) {
+        let graph = self.graph;
+        let node = graph.node(index);
+        let shown = node.binding_or_name();
+        let takes_input = !graph.inputs(index).is_empty();
+        let builtin = match &node.ast.target {
+            Target::Builtin { builtin, .. } => Some(builtin.name),
+            _ => None,
+        };
+        let errors_connected = !graph.port_outputs(index, "errors").is_empty();
+        for (key, span) in node_options.keys() {
+            let problem = match key {
+                "parallel"
+                    if matches!(node.kind, Kind::Source | Kind::Accumulator | Kind::Branch) =>
+                {
+                    Some(format!(
+                        "`parallel` runs several workers of a stage; `{shown}` is {} and runs as one",
+                        node.kind.described()
+                    ))
+                }
+                "ordered" | "unordered" | "by_key" if node_options.parallel.is_none() => {
+                    Some(format!(
+                        "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"
+                    ))
+                }
+                "buffer" | "on_full" | "backpressure" if !takes_input => Some(format!(
+                    "`{key}` sets up a node's input edge, and `{shown}` takes no input"
+                )),
+                "on_error" | "breaker" if node.kind == Kind::Source || !takes_input => Some(
+                    format!("`{key}` is about items a stage fails, and `{shown}` takes no items"),
+                ),
+                "on_error" | "breaker"
+                    if builtin.is_some_and(|b| {
+                        INFALLIBLE.contains(&b) || b == "accumulate" || b == "batch"
+                    }) =>
+                {
+                    Some(format!(
+                        "`{key}` is about items a stage fails, and `{}` cannot fail on an item",
+                        builtin.unwrap_or_default()
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                self.bad.insert(index);
+                self.diagnostics.error(span, problem);
+            }
+        }
+        let dead_letters = match node_options.on_error {
+            Some((options::OnError::DeadLetter, span)) => Some(span),
+            Some((
+                options::OnError::Retry {
+                    then: Some(options::Then::DeadLetter),
+                    ..
+                },
+                span,
+            )) => Some(span),
+            _ => None,
+        };
+        if let Some(span) = dead_letters.filter(|_| !errors_connected) {
+            self.bad.insert(index);
+            let fix = match &node.binding {
+                Some(name) => {
+                    format!("connect it, as in `{name}[errors] >> for_each(|failed| ..);`")
+                }
+                None => format!(
+                    "bind the node, as in `name = .. >> {shown};`, and connect `name[errors]`"
+                ),
+            };
+            self.diagnostics.error(
+                span,
+                format!(
+                    "`dead_letter` sends failed items to the `errors` port of `{shown}`, which is not connected; {fix}"
+                ),
+            );
+        }
+    }
+
+    fn unsupported(&mut self, options: &Options) {
+        options::report_unsupported(options, self.diagnostics);
     }
 
     /// `branch(|item, [a, b]| ..)`: a closure of two parameters whose

@@ -29,6 +29,7 @@ pub mod graph;
 pub mod io;
 pub mod lifecycle;
 pub mod metrics;
+pub mod options;
 pub mod stage;
 pub mod transform;
 
