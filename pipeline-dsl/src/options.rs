@@ -50,7 +50,7 @@ pub enum Ordering {
     /// `unordered`.
     Unordered,
     /// `by_key(f)`.
-    ByKey(Expr),
+    ByKey(Box<Expr>),
 }
 
 /// `on_full = ..`.
@@ -419,7 +419,7 @@ fn read(meta: &Meta, options: &mut Options, diagnostics: &mut Diagnostics) {
         ("unordered", Meta::Path(_)) => options.ordering = Some((Ordering::Unordered, span)),
         ("by_key", Meta::List(list)) => match syn::parse2::<Expr>(list.tokens.clone()) {
             Ok(Expr::Closure(closure)) => {
-                options.ordering = Some((Ordering::ByKey(Expr::Closure(closure)), span));
+                options.ordering = Some((Ordering::ByKey(Box::new(Expr::Closure(closure))), span));
             }
             _ => diagnostics.error_spanned(
                 &list.tokens,
@@ -501,11 +501,7 @@ fn expected(expr: &Expr, key: &str, choices: &[&str], diagnostics: &mut Diagnost
                 .map(|c| format!("`{c}`"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            if hint.is_empty() {
-                String::new()
-            } else {
-                format!("{hint}")
-            }
+            hint
         ),
     );
 }
