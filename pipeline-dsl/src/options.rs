@@ -672,7 +672,7 @@ fn retry(call: &syn::ExprCall, diagnostics: &mut Diagnostics) -> Option<OnError>
                     &assign.left,
                     format!(
                         "`retry` has no setting `{other}`{} Settings are `backoff`, `max_backoff`, `then`",
-                        end_sentence(suggestion(&other, ["backoff", "max_backoff", "then"]))
+                        end_sentence(suggestion(other, ["backoff", "max_backoff", "then"]))
                     ),
                 );
                 ok = false;
