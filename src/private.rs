@@ -315,6 +315,8 @@ pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeS
     Arc::new(EdgeStats::fused(from, Arc::clone(into), None))
 }
 
+pub use pipeline_runtime::channel::edge_with;
+
 /// A batched bounded edge between two chains.
 pub fn edge<T>(
     capacity: usize,
@@ -445,12 +447,13 @@ pub trait KeepsInput: Clone {}
 impl<T: Clone> KeepsInput for T {}
 
 /// `upstream >> stage` where the stage's `errors` port is connected to
-/// `errors`.
+/// `errors`, with its options.
 #[allow(clippy::type_complexity)]
 pub fn fuse_with_errors<A, B>(
     upstream: A,
     stage: B,
     stats: Arc<StageStats>,
+    options: options::StageOptions,
     errors: Broadcast<Failed<A::Out, <B as Stage<A::Out>>::Error>>,
 ) -> Unknown<
     <B as Stage<A::Out>>::Out,
@@ -468,7 +471,56 @@ where
     A::Out: KeepsInput,
     B: Stage<A::Out>,
 {
-    Fuse::with_failures(upstream, stage, stats, ErrorsPort::new(errors))
+    Fuse::with_errors(upstream, stage, stats, options, errors)
+}
+
+/// `upstream >> stage` with its options (no retry).
+#[allow(clippy::type_complexity)]
+pub fn fuse_with_options<A, B>(
+    upstream: A,
+    stage: B,
+    stats: Arc<StageStats>,
+    options: options::StageOptions,
+) -> Unknown<
+    <B as Stage<A::Out>>::Out,
+    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
+>
+where
+    A: Outputs,
+    B: Stage<A::Out>,
+{
+    Fuse::with_options(upstream, stage, stats, options)
+}
+
+/// The input of a stage that retries failed items, which is kept until
+/// the stage has succeeded with it.
+#[diagnostic::on_unimplemented(
+    message = "`retry` needs the stage's input `{Self}` to implement `Clone`",
+    label = "a failed item is tried again, so the input is cloned before the stage sees it",
+    note = "derive or implement `Clone` for `{Self}`, or use `on_error = dead_letter`, `fail` or `ignore`"
+)]
+pub trait RetriesInput: Clone {}
+
+#[diagnostic::do_not_recommend]
+impl<T: Clone> RetriesInput for T {}
+
+/// `upstream >> stage` with options that retry failed items.
+#[allow(clippy::type_complexity)]
+pub fn fuse_retrying<A, B>(
+    upstream: A,
+    stage: B,
+    stats: Arc<StageStats>,
+    options: options::StageOptions,
+) -> Unknown<
+    <B as Stage<A::Out>>::Out,
+    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
+>
+where
+    A: Outputs,
+    A::Out: RetriesInput,
+    B: Stage<A::Out>,
+{
+    Fuse::with_options_cloning(upstream, stage, stats, options)
 }
 
 // Keyed accumulation: an accumulate node heads its own segment, fed by an
@@ -553,8 +605,8 @@ where
 /// given.
 #[diagnostic::on_unimplemented(
     message = "`max_bytes` needs to know how many bytes a `{Self}` is",
-    label = "the items reaching this accumulate are `{Self}`",
-    note = "pass `size = |item| bytes` to `accumulate`, or accumulate `String`, `Vec<u8>` or `Envelope<T>` items (whose cost says)"
+    label = "the items reaching this node are `{Self}`",
+    note = "pass `size = |item| bytes` to the `accumulate` or `batch`, or give it `String`, `Vec<u8>` or `Envelope<T>` items (whose cost says)"
 )]
 pub trait ItemBytes {
     /// The item's size in bytes.
@@ -602,7 +654,35 @@ pub fn item_bytes<T: ItemBytes + ?Sized>(item: &T) -> u64 {
     item.item_bytes()
 }
 
-pub use pipeline_runtime::accumulate::default_size;
+/// An item to measure, for batch byte totals when neither `size` nor
+/// `max_bytes` is given: by [`ItemBytes`] when the item has it (a
+/// `String`'s length), else by its in-memory size, so that a batch's
+/// `total_bytes` does not depend on whether `max_bytes` is set.
+pub struct Measure<'a, T: ?Sized>(pub &'a T);
+
+/// Measures with [`ItemBytes`] (found first by `(&Measure(x)).bytes()`).
+pub trait MeasureBytes {
+    /// The item's size in bytes.
+    fn bytes(&self) -> u64;
+}
+
+impl<T: ItemBytes + ?Sized> MeasureBytes for Measure<'_, T> {
+    fn bytes(&self) -> u64 {
+        self.0.item_bytes()
+    }
+}
+
+/// Measures by in-memory size, for items without [`ItemBytes`].
+pub trait MeasureSize {
+    /// The item's size in bytes.
+    fn bytes(&self) -> u64;
+}
+
+impl<T> MeasureSize for &Measure<'_, T> {
+    fn bytes(&self) -> u64 {
+        std::mem::size_of::<T>() as u64
+    }
+}
 
 // Execution options.
 
@@ -612,6 +692,27 @@ pub use pipeline_runtime::options;
 pub trait StageDefaults {
     /// The options the stage runs with unless a node says otherwise.
     const DEFAULTS: options::StageOptions;
+}
+
+/// Stands for a stage type, to look up its defaults before the stage is
+/// made.
+pub struct DefaultsOf<S>(PhantomData<S>);
+
+impl<S> DefaultsOf<S> {
+    /// The stand-in.
+    pub fn new() -> Self {
+        DefaultsOf(PhantomData)
+    }
+}
+
+impl<S> Default for DefaultsOf<S> {
+    fn default() -> Self {
+        DefaultsOf::new()
+    }
+}
+
+impl<S: StageDefaults> StageDefaults for DefaultsOf<S> {
+    const DEFAULTS: options::StageOptions = S::DEFAULTS;
 }
 
 /// Finds a stage's defaults when it has some (`(&stage).stage_defaults()`

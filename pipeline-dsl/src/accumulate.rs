@@ -224,9 +224,9 @@ pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> O
             "`spill` needs `max_memory`, the budget beyond which state goes to disk, \
              as in `spill, max_memory = 64MiB`",
         ),
-        (false, Some(memory), _) if field_span("spill").is_none() => diagnostics.error(
+        (false, Some(memory), _) => diagnostics.error(
             memory,
-            "`max_memory` is the budget for `spill`; add `spill` to let state go to disk",
+            "`max_memory` is the budget for `spill`, which is off; add `spill` to let state go to disk, or remove `max_memory`",
         ),
         _ => {}
     }
@@ -403,7 +403,13 @@ pub(crate) fn quantity(
         Some(0) => {
             diagnostics.error(
                 span,
-                format!("`{field} = {digits}{suffix}` is zero, which would never let anything through; use a positive value"),
+                format!(
+                    "`{field} = {digits}{suffix}` is zero; use a positive {}",
+                    match unit {
+                        Unit::Size => "size",
+                        Unit::Time => "duration",
+                    }
+                ),
             );
             None
         }

@@ -38,7 +38,7 @@ use crate::validate::Verdict;
 
 /// The expansion of a `pipeline!`.
 pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> TokenStream {
-    let wiring = Wiring::new(graph);
+    let wiring = Wiring::new(graph, verdict);
     let private = private_path();
     let valid = diagnostics.is_empty();
     let order = wiring.segment_order();
@@ -150,6 +150,7 @@ struct Segment {
 
 struct Wiring<'a> {
     graph: &'a Graph,
+    verdict: &'a Verdict,
     segments: Vec<Segment>,
     segment_of: HashMap<NodeIndex, usize>,
     /// Nodes fed by an edge (a channel), in node order.
@@ -159,9 +160,18 @@ struct Wiring<'a> {
 }
 
 impl<'a> Wiring<'a> {
-    fn new(graph: &'a Graph) -> Self {
+    fn new(graph: &'a Graph, verdict: &'a Verdict) -> Self {
         let is_inlet = |node: NodeIndex| -> bool {
             let inputs = graph.inputs(node);
+            // An option of the node's input edge (or its workers) gives it
+            // an edge of its own.
+            let needs_edge = verdict
+                .node_options
+                .get(node.index())
+                .is_some_and(|o| o.needs_edge());
+            if needs_edge && !inputs.is_empty() {
+                return true;
+            }
             // An accumulator wakes on its own deadlines, so it always reads
             // from an edge rather than being called by its upstream.
             if graph.node(node).kind == Kind::Accumulator && !inputs.is_empty() {
@@ -212,6 +222,7 @@ impl<'a> Wiring<'a> {
         }
         Wiring {
             graph,
+            verdict,
             segments,
             segment_of,
             inlets,
@@ -351,11 +362,50 @@ impl<'a> Wiring<'a> {
         for &inlet in &self.inlets {
             let tx = self.sender_var(inlet);
             let rx = self.receiver_var(inlet);
+            let options = self.options_of(inlet);
             code.extend(quote! {
-                let (#tx, #rx) = #private::edge(#private::DEFAULT_BUFFER, #private::DEFAULT_CHUNK);
+                let (#tx, #rx) = {
+                    let options: #private::options::StageOptions = #options;
+                    #private::edge_with(
+                        options.buffer.unwrap_or(#private::DEFAULT_BUFFER),
+                        #private::DEFAULT_CHUNK,
+                        options.on_full(),
+                        options.backpressure,
+                    )
+                };
             });
         }
         code
+    }
+
+    /// A node's options as the runtime sees them: its own, else its
+    /// `#[stage(..)]`'s defaults (known from the type of a bare-named
+    /// stage), else the pipeline's.
+    fn options_of(&self, node: NodeIndex) -> TokenStream {
+        let private = private_path();
+        let errors_connected = !self.graph.port_outputs(node, "errors").is_empty();
+        let own = self
+            .verdict
+            .node_options
+            .get(node.index())
+            .map(|o| o.to_runtime(errors_connected))
+            .unwrap_or_else(|| quote!(#private::options::StageOptions::NONE));
+        let pipeline = self.verdict.pipeline_options.to_runtime(errors_connected);
+        let stage = match &self.graph.node(node).ast.target {
+            Target::Name(ident) => Some(quote!(#ident)),
+            Target::Path(path) => Some(quote!(#path)),
+            _ => None,
+        };
+        match stage {
+            Some(ty) => quote! {
+                {
+                    #[allow(unused_imports)]
+                    use #private::{HasDefaults as _, NoDefaults as _};
+                    #own.or((&#private::DefaultsOf::<#ty>::new()).stage_defaults()).or(#pipeline)
+                }
+            },
+            None => quote!(#own.or(#pipeline)),
+        }
     }
 
     /// One segment: its chain, then a closure that drives it.
@@ -472,7 +522,13 @@ impl<'a> Wiring<'a> {
             (None, Some(_)) => {
                 quote_spanned!(here=> |item| #private_here::item_bytes(item))
             }
-            (None, None) => quote!(#private::default_size),
+            (None, None) => quote! {
+                |item| {
+                    #[allow(unused_imports)]
+                    use #private::{MeasureBytes as _, MeasureSize as _};
+                    (&#private::Measure(item)).bytes()
+                }
+            },
         };
         let some_usize = |v: Option<u64>| match v {
             Some(v) => {
@@ -581,9 +637,32 @@ impl<'a> Wiring<'a> {
             code.extend(quote_spanned! {here=> #private_here::ends_in_sink(&#stage); });
         }
         let errors = graph.port_outputs(node, "errors");
+        let node_options = self.verdict.node_options.get(node.index());
+        let retries = node_options.is_some_and(|o| o.retries())
+            || (self.verdict.pipeline_options.retries()
+                && node_options.is_none_or(|o| o.on_error.is_none()));
+        let has_options = node_options.is_some_and(|o| !o.is_empty())
+            || !self.verdict.pipeline_options.is_empty()
+            || matches!(
+                graph.node(node).ast.target,
+                Target::Name(_) | Target::Path(_)
+            );
+        let options_var = local("__pipeline_options", span);
+        if has_options || !errors.is_empty() {
+            let options = self.options_of(node);
+            code.extend(quote! {
+                let #options_var: ::pipeline::__private::options::StageOptions = #options;
+            });
+        }
         if errors.is_empty() {
+            let function = match (retries, has_options) {
+                (true, _) => quote_spanned!(here=> fuse_retrying),
+                (false, true) => quote_spanned!(here=> fuse_with_options),
+                (false, false) => quote_spanned!(here=> fuse),
+            };
+            let options_arg = has_options.then(|| quote_spanned!(here=> , #options_var));
             code.extend(quote_spanned! {here=>
-                let #chain = #private_here::fuse(#chain, #stage, ::std::sync::Arc::clone(&#stats));
+                let #chain = #private_here::#function(#chain, #stage, ::std::sync::Arc::clone(&#stats) #options_arg);
             });
         } else {
             let outputs: Vec<TokenStream> = errors
@@ -604,7 +683,7 @@ impl<'a> Wiring<'a> {
             let errors_var = local("__pipeline_errors", span);
             code.extend(quote! { let #errors_var = #broadcast; });
             code.extend(quote_spanned! {here=>
-                let #chain = #private_here::fuse_with_errors(#chain, #stage, ::std::sync::Arc::clone(&#stats), #errors_var);
+                let #chain = #private_here::fuse_with_errors(#chain, #stage, ::std::sync::Arc::clone(&#stats), #options_var, #errors_var);
             });
         }
         code
@@ -777,7 +856,7 @@ impl<'a> Wiring<'a> {
             match &node.ast.target {
                 Target::Builtin { call, .. } => {
                     for arg in crate::accumulate::code_arguments(call) {
-                        code.extend(quote! { let _ = &#arg; });
+                        code.extend(quote! { let _ = &(#arg); });
                     }
                 }
                 Target::Expr(expr) => code.extend(quote! { let _ = #expr; }),

@@ -185,6 +185,11 @@ impl Options {
         keys
     }
 
+    /// Whether the node retries failed items (so its input is kept).
+    pub fn retries(&self) -> bool {
+        matches!(self.on_error, Some((OnError::Retry { .. }, _)))
+    }
+
     /// Whether an option sets up the node's input edge (so the node must
     /// read from an edge of its own).
     pub fn needs_edge(&self) -> bool {
@@ -340,7 +345,20 @@ pub fn parse_metas<'a>(
 }
 
 /// Options that have run-time behaviour in this version.
-pub const SUPPORTED: &[&str] = &[];
+pub const SUPPORTED: &[&str] = &["buffer", "on_full", "backpressure", "on_error", "breaker"];
+
+/// Options that shape the graph around a node (its input edge, its
+/// workers), so they are set on the node in `pipeline!`, not as a
+/// `#[stage(..)]` default.
+pub const NODE_ONLY: &[&str] = &[
+    "parallel",
+    "ordered",
+    "unordered",
+    "by_key",
+    "buffer",
+    "on_full",
+    "backpressure",
+];
 
 /// Reports the options that are parsed and checked but have no run-time
 /// behaviour yet, rather than accepting and ignoring them.

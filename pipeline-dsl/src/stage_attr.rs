@@ -137,7 +137,32 @@ fn parse_args(
         }
     }
     let options = crate::options::parse_metas(&options, diagnostics);
-    crate::options::report_unsupported(&options, diagnostics);
+    let mut shaping = false;
+    for (key, span) in options.keys() {
+        if crate::options::NODE_ONLY.contains(&key) {
+            shaping = true;
+            diagnostics.error(
+                span,
+                format!(
+                    "`{key}` shapes the pipeline around a node (its input edge or its workers), \
+                     so it is set where the stage is used: `#[{key} ..] name` in `pipeline!`; \
+                     a `#[stage]` can set `on_error` and `breaker` as defaults"
+                ),
+            );
+        }
+    }
+    if let Some((crate::options::OnError::Retry { .. }, span)) = options.on_error {
+        shaping = true;
+        diagnostics.error(
+            span,
+            "`retry` keeps a copy of each input to try it again, which the pipeline decides \
+             where the stage is used: write `#[on_error = retry(..)] name` in `pipeline!`; \
+             a `#[stage]` default can be `dead_letter`, `fail` or `ignore`",
+        );
+    }
+    if !shaping {
+        crate::options::report_unsupported(&options, diagnostics);
+    }
     (role, flat, options)
 }
 
@@ -333,12 +358,9 @@ fn stage_impl(
                 failures: &mut #private::Failures<Self::Error>,
                 ctx: &#private::StageContext,
             ) -> impl #private::Future<Output = ()> {
+                // `call` keeps a panic to the item that raised it.
                 for item in input.drain(..) {
-                    let before = out.len();
-                    match Self::__pipeline_call(item, &mut #private::Emit::new(out), ctx) {
-                        ::core::result::Result::Ok(()) => failures.note_output(out.len() - before),
-                        ::core::result::Result::Err(error) => failures.fail(error),
-                    }
+                    failures.call(out, |emit| Self::__pipeline_call(item, emit, ctx));
                 }
                 ::core::future::ready(())
             }

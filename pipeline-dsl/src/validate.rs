@@ -113,8 +113,14 @@ impl Checker<'_> {
         let node = graph.node(index);
         let errors_before = self.diagnostics.len();
         let node_options = options::parse_attributes(&node.ast.options, self.diagnostics);
-        self.options_fit(index, &node_options);
-        self.unsupported(&node_options);
+        if self.diagnostics.len() == errors_before {
+            self.options_fit(index, &node_options);
+        }
+        // An option that is wrong is reported as such, not also as
+        // unsupported.
+        if self.diagnostics.len() == errors_before {
+            self.unsupported(&node_options);
+        }
         if self.diagnostics.len() > errors_before {
             self.bad.insert(index);
         }
@@ -273,13 +279,13 @@ impl Checker<'_> {
                 "on_error" | "breaker" if node.kind == Kind::Source || !takes_input => Some(
                     format!("`{key}` is about items a stage fails, and `{shown}` takes no items"),
                 ),
+                // A closure passed to `map` can panic, which fails its item;
+                // an accumulator or a branch does not run per item like that.
                 "on_error" | "breaker"
-                    if builtin.is_some_and(|b| {
-                        INFALLIBLE.contains(&b) || b == "accumulate" || b == "batch"
-                    }) =>
+                    if builtin.is_some_and(|b| matches!(b, "accumulate" | "batch" | "branch")) =>
                 {
                     Some(format!(
-                        "`{key}` is about items a stage fails, and `{}` cannot fail on an item",
+                        "`{key}` is about items a stage fails, and `{}` does not fail items",
                         builtin.unwrap_or_default()
                     ))
                 }

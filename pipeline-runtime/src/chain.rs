@@ -10,12 +10,16 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use crate::error::Error;
-use crate::fan::{FailureRoute, LogFailures, Outlet};
+use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Outlet, clone_into};
 use crate::graph::NodeKind;
 use crate::lifecycle::Control;
 use crate::metrics::StageStats;
-use crate::stage::{Failures, Pull, Source, Stage, StageContext};
+use crate::options::{Breaker, OnError, StageOptions};
+use crate::policy::{self, BreakerState, CircuitBreaker, Jitter, Settle, StagePolicy};
+use crate::stage::{Failures, Pull, Source, Stage, StageContext, StageError};
 
 /// Items pulled from a source per chunk unless the pipeline says otherwise.
 pub const DEFAULT_CHUNK: usize = 512;
@@ -125,12 +129,21 @@ impl<S: Source> Chain for Head<S> {
     }
 }
 
-/// A chain `A` followed by the stage `B`, which takes `M` and emits `O`;
-/// failed items go to `P` (logged and dropped unless the stage's `errors`
-/// port is connected).
+/// A chain `A` followed by the stage `B`, which takes `M` and emits `O`
+/// and fails items with `E`; the failed items are handled by the stage's
+/// [error policy](crate::policy), and can be handed on through `P` (the
+/// stage's `errors` port, [`ErrorsPort`], if it is connected; else
+/// [`LogFailures`]).
 ///
 /// `M` and `O` are parameters rather than projections so that this type
 /// stays well-formed, and the mismatch is reported only where it is made.
+///
+/// Built with [`new`](Fuse::new) (the defaults: failures ignored, that is
+/// counted and logged; no breaker; panics caught), or with a node's merged
+/// [`StageOptions`]: [`with_options`](Fuse::with_options),
+/// [`with_options_cloning`](Fuse::with_options_cloning) (able to retry),
+/// [`with_errors`](Fuse::with_errors) (with a connected `errors` port) or
+/// [`with_route`](Fuse::with_route).
 pub struct Fuse<A, B, M, O, E, P = LogFailures> {
     upstream: A,
     stage: B,
@@ -138,20 +151,196 @@ pub struct Fuse<A, B, M, O, E, P = LogFailures> {
     input: Vec<M>,
     failures: Failures<E>,
     on_failure: P,
+    /// The failures of the current chunk, by index in the chunk.
+    failed: Vec<(usize, StageError<E>)>,
+    /// Items taken in before the current chunk.
+    taken: u64,
+    /// Everything beyond the default policy (ignore, no breaker), boxed
+    /// once so that a chain without policies stays as small as it was:
+    /// the fused chain's future holds every stage of the chain.
+    policy: Option<Box<Policy<M>>>,
     _out: PhantomData<fn() -> O>,
 }
 
+/// The policy of a fused stage that has one.
+struct Policy<M> {
+    rules: StagePolicy,
+    /// Clones each input chunk into `kept`, when the policy needs the
+    /// inputs again (dead-lettering or retrying); else `None`, and nothing
+    /// is cloned.
+    keep: Option<CloneInto<M>>,
+    kept: Vec<M>,
+    /// The one item in a call, for a stage behind a breaker.
+    one: Vec<M>,
+    /// The first item failed under `on_error = fail`, returned by `close`.
+    fatal: Option<Error>,
+}
+
 impl<A, B, M, O, E> Fuse<A, B, M, O, E> {
-    /// `upstream` followed by `stage`, counting into `stats`.
+    /// `upstream` followed by `stage`, counting into `stats`, with the
+    /// default policy: a failed item (an error or a panic) is counted as
+    /// failed, logged at `warn` and dropped.
     pub fn new(upstream: A, stage: B, stats: Arc<StageStats>) -> Self {
-        Fuse::with_failures(upstream, stage, stats, LogFailures)
+        Fuse::build(
+            upstream,
+            stage,
+            stats,
+            LogFailures,
+            false,
+            None,
+            OnError::Ignore,
+            None,
+        )
+    }
+
+    /// `upstream` followed by `stage`, run under `options` (its
+    /// `on_error` and `breaker`; the other options are not the fused
+    /// stage's business), with no `errors` port: `dead_letter` is handled
+    /// as `ignore`, as there is nowhere to send to.
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)`: retrying needs the
+    /// input again, so build the stage with
+    /// [`with_options_cloning`](Fuse::with_options_cloning) (which needs
+    /// `M: Clone`) or [`with_errors`](Fuse::with_errors).
+    pub fn with_options(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+    ) -> Self {
+        Fuse::with_route(upstream, stage, stats, options, LogFailures)
+    }
+
+    /// Like [`with_options`](Fuse::with_options), for an input type that
+    /// can be cloned, so that `on_error = retry(..)` can call the stage
+    /// again on a failed item. Inputs are cloned only when `options` asks
+    /// for a retry.
+    pub fn with_options_cloning(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+    ) -> Self
+    where
+        M: Clone,
+    {
+        Fuse::build(
+            upstream,
+            stage,
+            stats,
+            LogFailures,
+            false,
+            Some(clone_into::<M>),
+            options.on_error(),
+            options.breaker,
+        )
+    }
+}
+
+impl<A, B, M, O, E> Fuse<A, B, M, O, E, ErrorsPort<M, E>> {
+    /// `upstream` followed by `stage`, run under `options`, with its
+    /// `errors` port connected to `errors`. Unless `options` sets
+    /// `on_error`, failed items are dead-lettered: sent to the port, each
+    /// as a [`Failed`](crate::stage::Failed) with its input. Any policy
+    /// works here, `retry(..)` included.
+    pub fn with_errors(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+        errors: Broadcast<crate::stage::Failed<M, E>>,
+    ) -> Self
+    where
+        M: Clone,
+    {
+        Fuse::with_route(upstream, stage, stats, options, ErrorsPort::new(errors))
     }
 }
 
 impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
     /// `upstream` followed by `stage`, with failed items going to
-    /// `on_failure`.
-    pub fn with_failures(upstream: A, stage: B, stats: Arc<StageStats>, on_failure: P) -> Self {
+    /// `on_failure`: dead-lettered if it [hands them on](FailureRoute::HANDS_ON),
+    /// else ignored (counted and logged). No breaker.
+    pub fn with_failures(upstream: A, stage: B, stats: Arc<StageStats>, on_failure: P) -> Self
+    where
+        P: FailureRoute<M, E>,
+    {
+        Fuse::with_route(upstream, stage, stats, StageOptions::NONE, on_failure)
+    }
+
+    /// `upstream` followed by `stage`, run under `options`, with failed
+    /// items that are dead-lettered going to `route`. An unset `on_error`
+    /// means `dead_letter` if the route [hands items on](FailureRoute::HANDS_ON),
+    /// else `ignore`; `dead_letter` on a route that does not hand on means
+    /// `ignore`.
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)` and the route cannot
+    /// [clone](FailureRoute::cloner) the input.
+    pub fn with_route(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+        route: P,
+    ) -> Self
+    where
+        P: FailureRoute<M, E>,
+    {
+        let on_error = options.on_error.unwrap_or(if P::HANDS_ON {
+            OnError::DeadLetter
+        } else {
+            OnError::Ignore
+        });
+        let clone = route.cloner();
+        assert!(
+            clone.is_some() || !matches!(on_error, OnError::Retry { .. }),
+            "stage `{}`: `on_error = retry(..)` needs a clone of each input; build the fused stage with `Fuse::with_options_cloning` or `Fuse::with_errors`",
+            stats.name()
+        );
+        Fuse::build(
+            upstream,
+            stage,
+            stats,
+            route,
+            P::HANDS_ON,
+            clone,
+            on_error,
+            options.breaker,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        on_failure: P,
+        hands_on: bool,
+        clone: Option<CloneInto<M>>,
+        on_error: OnError,
+        breaker: Option<Breaker>,
+    ) -> Self {
+        let breaker = breaker.map(|config| CircuitBreaker::new(config, Arc::clone(&stats)));
+        let mut rules = StagePolicy::new(on_error, breaker, Jitter::default(), stats.name());
+        if rules.settle == Settle::DeadLetter && !hands_on {
+            rules.settle = Settle::Ignore;
+        }
+        let plain =
+            rules.settle == Settle::Ignore && rules.retry.is_none() && rules.breaker.is_none();
+        let needs_inputs = rules.retry.is_some() || rules.settle == Settle::DeadLetter;
+        let policy = (!plain).then(|| {
+            Box::new(Policy {
+                rules,
+                keep: clone.filter(|_| needs_inputs),
+                kept: Vec::new(),
+                one: Vec::new(),
+                fatal: None,
+            })
+        });
         Fuse {
             upstream,
             stage,
@@ -159,8 +348,28 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
             input: Vec::new(),
             failures: Failures::default(),
             on_failure,
+            failed: Vec::new(),
+            taken: 0,
+            policy,
             _out: PhantomData,
         }
+    }
+
+    /// Spreads the waits between retries with `jitter` instead of the
+    /// default [`Jitter::Equal`].
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        let stage = self.ctx.name();
+        if let Some(policy) = &mut self.policy {
+            policy.rules.set_jitter(jitter, stage);
+        }
+        self
+    }
+
+    /// Where the stage's circuit breaker is, or `None` without a breaker
+    /// (also readable from its [`StageStats::breaker_state`]).
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        let breaker = self.policy.as_ref()?.rules.breaker.as_ref()?;
+        Some(breaker.state())
     }
 }
 
@@ -195,69 +404,362 @@ where
             return Ok(pull);
         }
         let before = out.len();
-        self.on_failure.keep(&self.input);
-        let start = self.failures.position();
-        self.stage
-            .process_chunk(&mut self.input, out, &mut self.failures, &self.ctx)
-            .await;
-        // A stage that leaves inputs behind would lose them silently.
-        debug_assert!(self.input.is_empty(), "a stage must drain its input chunk");
-        self.input.clear();
-        let (mut filtered, errors) = self.failures.take();
+        let breaker = match &mut self.policy {
+            None => None,
+            Some(policy) => {
+                if let Some(clone) = policy.keep {
+                    policy.kept.clear();
+                    clone(&self.input, &mut policy.kept);
+                }
+                policy
+                    .rules
+                    .breaker
+                    .as_mut()
+                    .map(|breaker| (breaker, &mut policy.one))
+            }
+        };
+        let mut filtered = match breaker {
+            None => {
+                run_chunk(
+                    &mut self.stage,
+                    &mut self.input,
+                    out,
+                    &mut self.failures,
+                    &self.ctx,
+                    0,
+                    &mut self.failed,
+                )
+                .await
+            }
+            // Boxed: a future that only stages behind a breaker need.
+            Some((breaker, one)) => {
+                Box::pin(one_by_one(
+                    &mut self.stage,
+                    &mut self.input,
+                    out,
+                    &mut self.failures,
+                    breaker,
+                    one,
+                    &self.ctx,
+                    &mut self.failed,
+                ))
+                .await
+            }
+        };
+        let (mut failed, mut dead_lettered) = (0, 0);
+        if !self.failed.is_empty() {
+            if self.policy.is_none() {
+                failed = self.failed.len() as u64;
+                ignore(self.ctx.name(), self.taken, self.failed.drain(..));
+            } else {
+                // Boxed: failures are the slow path, and its future
+                // (retries, the errors port) is large.
+                let settled = Box::pin(self.settle(out, control)).await;
+                filtered += settled.filtered;
+                failed = settled.failed;
+                dead_lettered = settled.dead_lettered;
+            }
+        }
         // A sink emits nothing by design: an item it took without an error
         // was consumed, not filtered.
         if self.ctx.stats().kind() == NodeKind::Sink {
             filtered = 0;
         }
-        let failed: Vec<(usize, E)> = errors
-            .map(|(position, error)| ((position - start) as usize, error))
-            .collect();
-        let failed_count = failed.len() as u64;
-        let (failed_count, dead_lettered) = if P::HANDS_ON {
-            (0, failed_count)
-        } else {
-            (failed_count, 0)
-        };
         let stats = self.ctx.stats();
+        // Dead-lettered items count as passed here, then move to
+        // dead-lettered.
         stats.record_chunk(
             items_in as u64,
             (out.len() - before) as u64,
             filtered,
-            failed_count,
+            failed,
         );
         stats.record_dead_lettered(dead_lettered);
-        if !failed.is_empty() {
-            self.on_failure.route(failed, &self.ctx).await;
-        }
+        self.taken += items_in as u64;
         Ok(pull)
     }
 
+    /// Closes the chain before the stage, then the stage (even if closing
+    /// the chain before it failed). Returns the first error of: the chain
+    /// before, an item this stage failed under `on_error = fail`
+    /// ([`Error::ItemFailed`]), closing this stage.
     async fn close(&mut self) -> Result<(), Error> {
-        self.upstream.close().await?;
-        self.stage
+        let upstream = self.upstream.close().await;
+        let own = self
+            .stage
             .close(&self.ctx)
             .await
             .map_err(|source| Error::Close {
                 stage: self.ctx.name(),
                 source,
-            })
+            });
+        upstream?;
+        match self.policy.as_mut().and_then(|policy| policy.fatal.take()) {
+            Some(fatal) => Err(fatal),
+            None => own,
+        }
     }
+}
+
+/// Logs failed items at `warn` and drops them: `ignore`.
+fn ignore<E: std::fmt::Display>(
+    stage: &'static str,
+    taken: u64,
+    failed: impl Iterator<Item = (usize, StageError<E>)>,
+) {
+    for (index, error) in failed {
+        let position = taken + index as u64;
+        tracing::warn!(stage, position, %error, "item failed; dropped");
+    }
+}
+
+/// How the failed items of a chunk finally ended.
+struct Settled {
+    /// Items that succeeded on a retry but emitted nothing.
+    filtered: u64,
+    /// Items counted as failed (ignored, or failing the pipeline).
+    failed: u64,
+    /// Items handed to the `errors` port.
+    dead_lettered: u64,
+}
+
+impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P>
+where
+    B: Stage<M, Out = O, Error = E>,
+    E: std::fmt::Display,
+    P: FailureRoute<M, E>,
+{
+    /// Retries the chunk's failed items (in `self.failed`) as the policy
+    /// says, then settles those still failing. Only for a stage with a
+    /// policy.
+    async fn settle(&mut self, out: &mut Vec<O>, control: &Control) -> Settled {
+        let policy = self
+            .policy
+            .as_deref_mut()
+            .expect("only a stage with a policy settles");
+        let mut filtered = 0;
+        // The inputs of the failed items, in the order of `self.failed`,
+        // when the policy keeps them.
+        let mut inputs = Vec::new();
+        if policy.keep.is_some() {
+            let mut wanted = self.failed.iter().map(|(index, _)| *index).peekable();
+            for (index, item) in policy.kept.drain(..).enumerate() {
+                if wanted.next_if_eq(&index).is_some() {
+                    inputs.push(item);
+                }
+            }
+        }
+        let settle = policy.rules.settle;
+        if let Some((retry, backoff)) = &mut policy.rules.retry {
+            let clone = policy.keep.expect("a retrying stage keeps its inputs");
+            let attempts = retry.attempts;
+            let mut retried = 0;
+            while retried < attempts && !self.failed.is_empty() {
+                retried += 1;
+                tokio::time::sleep(backoff.delay(retried)).await;
+                self.ctx.stats().record_retries(self.failed.len() as u64);
+                // Keep the inputs again if another attempt or the errors
+                // port may need them.
+                let keep_again = retried < attempts || settle == Settle::DeadLetter;
+                let mut items = std::mem::take(&mut inputs);
+                if keep_again {
+                    clone(&items, &mut inputs);
+                }
+                let mut again = Vec::new();
+                filtered += match policy.rules.breaker.as_mut() {
+                    None => {
+                        run_chunk(
+                            &mut self.stage,
+                            &mut items,
+                            out,
+                            &mut self.failures,
+                            &self.ctx,
+                            0,
+                            &mut again,
+                        )
+                        .await
+                    }
+                    Some(breaker) => {
+                        one_by_one(
+                            &mut self.stage,
+                            &mut items,
+                            out,
+                            &mut self.failures,
+                            breaker,
+                            &mut policy.one,
+                            &self.ctx,
+                            &mut again,
+                        )
+                        .await
+                    }
+                };
+                // Still failing: those of `again`, by index in this retry.
+                let previous = std::mem::take(&mut self.failed);
+                let mut clones = std::mem::take(&mut inputs).into_iter();
+                let mut again = again.into_iter().peekable();
+                for (at, (index, _)) in previous.into_iter().enumerate() {
+                    let input = clones.next();
+                    if let Some((_, error)) = again.next_if(|(i, _)| *i == at) {
+                        self.failed.push((index, error));
+                        inputs.extend(input);
+                    }
+                }
+            }
+        }
+        let stage = self.ctx.name();
+        let count = self.failed.len() as u64;
+        match settle {
+            Settle::Ignore => {
+                ignore(stage, self.taken, self.failed.drain(..));
+                Settled {
+                    filtered,
+                    failed: count,
+                    dead_lettered: 0,
+                }
+            }
+            Settle::DeadLetter => {
+                debug_assert_eq!(inputs.len(), self.failed.len());
+                let failed = self
+                    .failed
+                    .drain(..)
+                    .zip(inputs)
+                    .map(|((_, error), input)| crate::stage::Failed {
+                        stage,
+                        input,
+                        error,
+                    })
+                    .collect();
+                self.on_failure.hand_on(failed).await;
+                Settled {
+                    filtered,
+                    failed: 0,
+                    dead_lettered: count,
+                }
+            }
+            Settle::Fail => {
+                for (index, error) in self.failed.drain(..) {
+                    let position = self.taken + index as u64;
+                    if policy.fatal.is_none() {
+                        tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
+                        policy.fatal = Some(Error::ItemFailed {
+                            stage,
+                            position,
+                            error: error.to_string(),
+                        });
+                        control.stop();
+                    } else {
+                        tracing::warn!(stage, position, %error, "item failed while the pipeline stops");
+                    }
+                }
+                Settled {
+                    filtered,
+                    failed: count,
+                    dead_lettered: 0,
+                }
+            }
+        }
+    }
+}
+
+/// Runs `items` through a stage behind `breaker`, one item per call, each
+/// gated and timed. Failures go to `failed` by index in `items` (a refused
+/// item fails with [`StageError::BreakerOpen`]); returns how many items
+/// were filtered.
+#[allow(clippy::too_many_arguments)]
+async fn one_by_one<B, M, E>(
+    stage: &mut B,
+    items: &mut Vec<M>,
+    out: &mut Vec<B::Out>,
+    failures: &mut Failures<E>,
+    breaker: &mut CircuitBreaker,
+    one: &mut Vec<M>,
+    ctx: &StageContext,
+    failed: &mut Vec<(usize, StageError<E>)>,
+) -> u64
+where
+    B: Stage<M, Error = E>,
+{
+    let mut filtered = 0;
+    for (index, item) in items.drain(..).enumerate() {
+        let start = Instant::now();
+        if !breaker.admit(start) {
+            failures.skip(1);
+            failed.push((index, StageError::BreakerOpen));
+            continue;
+        }
+        one.push(item);
+        let failed_before = failed.len();
+        filtered += run_chunk(stage, one, out, failures, ctx, index, failed).await;
+        let end = Instant::now();
+        let bad = failed.len() > failed_before || breaker.is_slow(end - start);
+        breaker.record(end, bad);
+    }
+    filtered
+}
+
+/// Runs one chunk through `stage` with a panic guard around the whole
+/// call; failures go to `failed` by index in the chunk plus `offset`.
+/// Returns how many items were filtered.
+async fn run_chunk<B, M, E>(
+    stage: &mut B,
+    items: &mut Vec<M>,
+    out: &mut Vec<B::Out>,
+    failures: &mut Failures<E>,
+    ctx: &StageContext,
+    offset: usize,
+    failed: &mut Vec<(usize, StageError<E>)>,
+) -> u64
+where
+    B: Stage<M, Error = E>,
+{
+    let count = items.len();
+    let before = out.len();
+    let start = failures.position();
+    let guarded = {
+        let (stage, chunk, outputs, records) =
+            (&mut *stage, &mut *items, &mut *out, &mut *failures);
+        policy::guard(move || {
+            // Moved in, so the closure is called once and the future may
+            // keep the borrows.
+            let (stage, chunk, outputs, records) = (stage, chunk, outputs, records);
+            stage.process_chunk(chunk, outputs, records, ctx)
+        })
+        .await
+    };
+    match guarded {
+        // A stage that leaves inputs behind would lose them silently.
+        Ok(()) => debug_assert!(items.is_empty(), "a stage must drain its input chunk"),
+        Err(message) => {
+            out.truncate(before);
+            failures.panicked_chunk(start, count, &message);
+        }
+    }
+    items.clear();
+    failures.take_all(|position, error| {
+        failed.push(((position - start) as usize + offset, error));
+    })
 }
 
 /// Runs a chain to completion: initialise, pull until the source is done
 /// (or the pipeline is stopped), then close.
-pub async fn drive<C: Chain>(mut chain: C, control: Control) -> Result<(), Error> {
-    chain.init().await?;
-    let mut out = Vec::new();
-    loop {
-        let pull = chain.pull(&mut out, &control).await?;
-        // Only a sink ends a complete chain, and sinks emit nothing.
-        out.clear();
-        if pull == Pull::Done {
-            break;
+///
+/// (Not an `async fn`: its future holds the chain once, where an
+/// `async fn` would hold its argument twice.)
+#[allow(clippy::manual_async_fn)]
+pub fn drive<C: Chain>(mut chain: C, control: Control) -> impl Future<Output = Result<(), Error>> {
+    async move {
+        chain.init().await?;
+        let mut out = Vec::new();
+        loop {
+            let pull = chain.pull(&mut out, &control).await?;
+            // Only a sink ends a complete chain, and sinks emit nothing.
+            out.clear();
+            if pull == Pull::Done {
+                break;
+            }
         }
+        chain.close().await
     }
-    chain.close().await
 }
 
 /// Runs a chain whose output leaves through an [`Outlet`] (a fan-out, a
@@ -266,37 +768,68 @@ pub async fn drive<C: Chain>(mut chain: C, control: Control) -> Result<(), Error
 ///
 /// The outlet is closed even when the chain fails, so downstream chains
 /// finish with what they were sent instead of waiting forever.
-pub async fn drive_into<C, O>(mut chain: C, mut outlet: O, control: Control) -> Result<(), Error>
+#[allow(clippy::manual_async_fn)] // an `async fn` would hold its arguments twice
+pub fn drive_into<C, O>(
+    mut chain: C,
+    mut outlet: O,
+    control: Control,
+) -> impl Future<Output = Result<(), Error>>
 where
     C: Chain,
     O: Outlet<C::Out>,
 {
-    let result = async {
-        chain.init().await?;
-        let mut out = Vec::new();
-        loop {
-            let pull = chain.pull(&mut out, &control).await?;
-            outlet.send(&mut out).await;
-            if pull == Pull::Done {
-                break;
+    async move {
+        let result = async {
+            chain.init().await?;
+            let mut out = Vec::new();
+            loop {
+                let pull = chain.pull(&mut out, &control).await?;
+                outlet.send(&mut out).await;
+                if pull == Pull::Done {
+                    break;
+                }
             }
+            chain.close().await
         }
-        chain.close().await
+        .await;
+        outlet.close().await;
+        result
     }
-    .await;
-    outlet.close().await;
-    result
 }
 
-/// Runs two parts of a pipeline concurrently in the current task, ending
-/// at the first error. The generated code nests it to run every fused
-/// chain of a graph.
-pub async fn join<A, B>(a: A, b: B) -> Result<(), Error>
+/// Runs two parts of a pipeline concurrently in the current task. The
+/// generated code nests it to run every fused chain of a graph.
+///
+/// An error that stops the pipeline gracefully ([`Error::ItemFailed`]:
+/// an item failed under `on_error = fail`, and the sources were told to
+/// stop) lets the other part drain what is in flight and finish; then the
+/// first such error is returned. Any other error (`init`, `close`) ends
+/// both parts at once and is returned.
+///
+/// (Built from combinators: an `async fn` would hold each part twice, and
+/// nested joins would double the pipeline's future at every level.)
+pub fn join<A, B>(a: A, b: B) -> impl Future<Output = Result<(), Error>>
 where
     A: Future<Output = Result<(), Error>>,
     B: Future<Output = Result<(), Error>>,
 {
-    tokio::try_join!(a, b).map(|_| ())
+    use futures::FutureExt;
+    // A draining error counts as done for `try_join`, so the other part
+    // runs on; it is returned once both parts are.
+    fn done(result: Result<(), Error>) -> Result<Option<Error>, Error> {
+        match result {
+            Ok(()) => Ok(None),
+            Err(error) if error.drains() => Ok(Some(error)),
+            Err(error) => Err(error),
+        }
+    }
+    futures::future::try_join(a.map(done), b.map(done)).map(|joined| {
+        let (a, b) = joined?;
+        match a.or(b) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    })
 }
 
 #[cfg(test)]

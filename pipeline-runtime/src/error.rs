@@ -6,8 +6,10 @@ use crate::stage::BoxError;
 
 /// Why a pipeline run did not complete.
 ///
-/// A stage failing an item is *not* a run error: the item is counted as
-/// failed in the [`Report`](crate::metrics::Report) and the run goes on.
+/// A stage failing an item is *not* a run error, unless the stage's policy
+/// is `on_error = fail` (see [`ItemFailed`](Error::ItemFailed)): by
+/// default the item is counted as failed in the
+/// [`Report`](crate::metrics::Report) and the run goes on.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,6 +26,21 @@ pub enum Error {
         stage: &'static str,
         /// What went wrong.
         source: BoxError,
+    },
+    /// A stage failed an item under `on_error = fail` (directly, or after
+    /// its retries with `then = fail`): the pipeline stopped its sources,
+    /// drained what was in flight and closed its stages, then returned
+    /// this. If several items failed so, this is the first one the stage
+    /// saw; the others were counted and logged.
+    ItemFailed {
+        /// The stage's name.
+        stage: &'static str,
+        /// The item's position: its index, from 0, among the items the
+        /// stage took in.
+        position: u64,
+        /// Why it failed: the stage's error, `panicked: <message>`, or
+        /// `circuit breaker open`, as text.
+        error: String,
     },
     /// A task of the pipeline panicked.
     Panicked {
@@ -44,10 +61,27 @@ impl fmt::Display for Error {
             Error::Close { stage, source } => {
                 write!(f, "stage `{stage}` failed to close: {source}")
             }
+            Error::ItemFailed {
+                stage,
+                position,
+                error,
+            } => write!(
+                f,
+                "stage `{stage}` failed on item {position} (on_error = fail): {error}"
+            ),
             Error::Panicked { message } => write!(f, "a pipeline task panicked: {message}"),
             Error::Aborted => f.write_str("the pipeline was aborted"),
             Error::Invalid => f.write_str("the pipeline did not compile"),
         }
+    }
+}
+
+impl Error {
+    /// Whether the other parts of the pipeline drain before the run returns
+    /// this error (the sources were stopped, and nothing in flight is
+    /// dropped), rather than being dropped at once.
+    pub(crate) fn drains(&self) -> bool {
+        matches!(self, Error::ItemFailed { .. })
     }
 }
 

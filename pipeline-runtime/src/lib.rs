@@ -6,19 +6,26 @@
 //! * [`stage`]: the typed stage traits ([`Stage`](stage::Stage),
 //!   [`SyncStage`](stage::SyncStage), [`Source`](stage::Source)).
 //! * [`chain`]: fusion of a linear run of stages into one task.
-//! * [`channel`]: the bounded, batched edge between tasks.
+//! * [`channel`]: the bounded, batched edge between tasks, and what it does
+//!   when full.
+//! * [`backpressure`]: credit, rate, adaptive and pull strategies on an edge.
 //! * [`envelope`] and [`batch`]: item metadata and batches.
 //! * [`transform`] and [`io`]: the built-in stages.
 //! * [`accumulate`]: keyed accumulation (`accumulate(..)`, `batch(..)`):
 //!   the [`Accumulator`](accumulate::Accumulator) trait, its policy, timers
 //!   and spilling to disk.
 //! * [`lifecycle`]: running, stopping and joining a pipeline.
+//! * [`parallel`]: one stage on several workers (`parallel = N | cpu | io`),
+//!   ordered, unordered or by key.
+//! * [`policy`]: what a fused stage does with a failed item: error
+//!   policies, panics, retries with backoff and the circuit breaker.
 //! * [`metrics`]: per-stage counters and the [`Report`](metrics::Report).
 //! * [`graph`]: the shape of a pipeline at run time.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod accumulate;
+pub mod backpressure;
 pub mod batch;
 pub mod chain;
 pub mod channel;
@@ -30,6 +37,8 @@ pub mod io;
 pub mod lifecycle;
 pub mod metrics;
 pub mod options;
+pub mod parallel;
+pub mod policy;
 pub mod stage;
 pub mod transform;
 

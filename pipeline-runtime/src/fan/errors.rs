@@ -2,53 +2,72 @@ use std::fmt;
 use std::future::Future;
 
 use super::outlet::{Broadcast, Outlet};
-use crate::stage::{Failed, StageContext};
+use crate::stage::Failed;
 
-/// What a fused stage does with the items it fails.
+/// Appends clones of a chunk's items to a buffer: how a fused stage keeps
+/// its inputs, captured as a function where the input type is known to be
+/// `Clone` so that the stage itself needs no `Clone` bound.
+pub type CloneInto<T> = fn(&[T], &mut Vec<T>);
+
+/// The [`CloneInto`] of a `Clone` type.
+pub fn clone_into<T: Clone>(items: &[T], into: &mut Vec<T>) {
+    into.extend_from_slice(items);
+}
+
+/// Where a fused stage can send the items it fails: nowhere
+/// ([`LogFailures`]) or its connected `errors` port ([`ErrorsPort`]).
+///
+/// The stage's [error policy](crate::policy) decides whether a failed item
+/// is sent on (`dead_letter`, or a retry's `then = dead_letter`); the route
+/// only says whether it can be, and how.
 pub trait FailureRoute<In, E> {
-    /// Whether failed items are handed on (dead-lettered) rather than
+    /// Whether failed items can be handed on (dead-lettered) rather than
     /// dropped.
     const HANDS_ON: bool;
 
-    /// Sees each input chunk before the stage does, so the inputs of items
-    /// that fail can be handed on.
-    fn keep(&mut self, input: &[In]);
+    /// How to clone a chunk of inputs, if the route's input type is known
+    /// to be `Clone`: the fused stage keeps the inputs of a chunk with it
+    /// when it will need them again (to hand failed items on with their
+    /// input, or to retry them).
+    fn cloner(&self) -> Option<CloneInto<In>>;
 
-    /// Handles the failures of the chunk last passed to
-    /// [`keep`](Self::keep): each is the item's index in that chunk and its
-    /// error.
-    fn route(&mut self, failures: Vec<(usize, E)>, ctx: &StageContext) -> impl Future<Output = ()>;
+    /// Hands on failed items, each with its input and why it failed, in
+    /// input order.
+    fn hand_on(&mut self, failed: Vec<Failed<In, E>>) -> impl Future<Output = ()>;
 }
 
-/// The default for a stage whose `errors` port is not connected: each
-/// failure is logged at `warn` with the stage and item, and dropped (it is
-/// counted as failed in the report).
+/// The route of a stage whose `errors` port is not connected: failed items
+/// cannot be handed on, so the stage's policy logs them at `warn` with the
+/// stage and the item's position, and drops them (they are counted as
+/// failed in the report).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFailures;
 
-impl<In, E: fmt::Display> FailureRoute<In, E> for LogFailures {
+impl<In, E> FailureRoute<In, E> for LogFailures {
     const HANDS_ON: bool = false;
 
     #[inline]
-    fn keep(&mut self, _: &[In]) {}
+    fn cloner(&self) -> Option<CloneInto<In>> {
+        None
+    }
 
-    async fn route(&mut self, failures: Vec<(usize, E)>, ctx: &StageContext) {
-        for (index, error) in failures {
-            tracing::warn!(stage = ctx.name(), item = index, %error, "item failed; dropped");
-        }
+    async fn hand_on(&mut self, failed: Vec<Failed<In, E>>) {
+        // Never called: nothing is handed on to a route that does not hand
+        // on. Dropping is what ignoring means.
+        drop(failed);
     }
 }
 
 /// A connected `errors` port: each failed item is sent on, with its input
-/// and error, as a [`Failed`], and counted as dead-lettered rather than
-/// failed.
+/// and why it failed (its error, its panic or an open breaker, see
+/// [`StageError`](crate::stage::StageError)), as a [`Failed`], and counted
+/// as dead-lettered rather than failed.
 ///
 /// Keeping the inputs costs one clone per item of the stage's input, and
-/// only for stages whose `errors` port is connected.
+/// only for stages that dead-letter (or retry).
 pub struct ErrorsPort<In, E> {
     output: Broadcast<Failed<In, E>>,
-    kept: Vec<In>,
-    clone: fn(&[In]) -> Vec<In>,
+    clone: CloneInto<In>,
 }
 
 impl<In, E> ErrorsPort<In, E> {
@@ -59,8 +78,7 @@ impl<In, E> ErrorsPort<In, E> {
     {
         ErrorsPort {
             output,
-            kept: Vec::new(),
-            clone: <[In]>::to_vec,
+            clone: clone_into::<In>,
         }
     }
 }
@@ -68,28 +86,15 @@ impl<In, E> ErrorsPort<In, E> {
 impl<In, E> FailureRoute<In, E> for ErrorsPort<In, E> {
     const HANDS_ON: bool = true;
 
-    fn keep(&mut self, input: &[In]) {
-        self.kept = (self.clone)(input);
+    #[inline]
+    fn cloner(&self) -> Option<CloneInto<In>> {
+        Some(self.clone)
     }
 
-    async fn route(&mut self, failures: Vec<(usize, E)>, ctx: &StageContext) {
-        if failures.is_empty() {
-            return;
+    async fn hand_on(&mut self, mut failed: Vec<Failed<In, E>>) {
+        if !failed.is_empty() {
+            self.output.send(&mut failed).await;
         }
-        let mut kept = std::mem::take(&mut self.kept).into_iter().enumerate();
-        let mut failed = Vec::with_capacity(failures.len());
-        // Failures arrive in input order, so one pass over the kept inputs
-        // pairs each error with its item.
-        for (index, error) in failures {
-            if let Some((_, input)) = kept.find(|(i, _)| *i == index) {
-                failed.push(Failed {
-                    stage: ctx.name(),
-                    input,
-                    error,
-                });
-            }
-        }
-        self.output.send(&mut failed).await;
     }
 }
 

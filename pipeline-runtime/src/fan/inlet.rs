@@ -11,6 +11,11 @@ use crate::stage::Pull;
 /// An inlet ignores a graceful stop: a stop ends the sources, and every
 /// item already on its way drains through the inlet until the chains
 /// upstream have finished and dropped their senders.
+///
+/// The consumer side of the edge's back-pressure strategy, if it has one
+/// (granting credits, requesting items; see [`crate::backpressure`]), runs in
+/// the [`EdgeReceiver`] itself, so an inlet needs nothing more than the
+/// receiver of an edge built with [`edge_with`](crate::channel::edge_with).
 pub struct Inlet<T> {
     rx: EdgeReceiver<T>,
     chunk: usize,

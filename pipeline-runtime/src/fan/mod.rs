@@ -16,7 +16,7 @@ mod inlet;
 mod outlet;
 mod route;
 
-pub use errors::{ErrorsPort, FailureRoute, LogFailures};
+pub use errors::{CloneInto, ErrorsPort, FailureRoute, LogFailures, clone_into};
 pub use inlet::Inlet;
 pub use outlet::{Broadcast, Outlet, Output};
 pub use route::{Port, Route};

@@ -1,14 +1,18 @@
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::backpressure::Pacer;
 use crate::channel::EdgeSender;
 use crate::metrics::EdgeStats;
 
 /// Where a chain's output goes when the chain does not end in a sink: into
 /// one or more edges.
 pub trait Outlet<T> {
-    /// Ships a chunk, waiting for room on every edge. Drains `chunk`.
+    /// Ships a chunk into every edge, as each edge's `on_full` policy and
+    /// back-pressure strategy say (by default, waiting for room). Drains
+    /// `chunk`.
     fn send(&mut self, chunk: &mut Vec<T>) -> impl Future<Output = ()>;
 
     /// Ships anything still buffered and lets go of the edges, so the
@@ -17,39 +21,184 @@ pub trait Outlet<T> {
 }
 
 /// One edge leaving a chain, with the counters it reports under.
+///
+/// It counts, on its [`EdgeStats`], every item it ships as `sent`, and as
+/// `dropped` every one of those that never reaches the consumer: refused or
+/// evicted by the edge's [`OnFull`](crate::options::OnFull) policy (the edge
+/// records those itself, through
+/// [`EdgeSender::count_drops_in`]), or lost because the edge's receiver is
+/// gone (its chain failed, or the pipeline was aborted). Once the edge is
+/// drained, the consumer has received `sent - dropped` of them.
+///
+/// If the edge was built with a back-pressure strategy
+/// ([`edge_with`](crate::channel::edge_with)), the output follows its
+/// producer side (see [`crate::backpressure`]): it ships only what its
+/// [`Pacer`] admits, holding the rest until then. Without one, shipping is a
+/// single [`EdgeSender::send_chunk`].
+///
+/// # Cancellation
+///
+/// A cancelled [`ship`](Output::ship) loses nothing: items not yet handed to
+/// the edge stay in the output and go first on the next `ship` or on
+/// [`finish`](Output::finish). Items still held when the output is dropped
+/// without `finish` are counted as dropped.
 pub struct Output<T> {
     tx: EdgeSender<T>,
     stats: Arc<EdgeStats>,
+    /// The producer side of the edge's strategy, if it has one. Boxed, so
+    /// that an output without one stays as small as before.
+    paced: Option<Box<Paced<T>>>,
+}
+
+/// The state of an output that follows a strategy.
+struct Paced<T> {
+    pacer: Pacer,
+    /// Items shipped to the output that the pacer has not admitted yet.
+    pending: VecDeque<T>,
 }
 
 impl<T> Output<T> {
-    /// An output into `tx`, counted in `stats`.
-    pub fn new(tx: EdgeSender<T>, stats: Arc<EdgeStats>) -> Self {
-        Output { tx, stats }
+    /// An output into `tx`, counted in `stats`: the edge's drops of this
+    /// output's items are counted there too, and the edge's back-pressure
+    /// strategy, if any, applies.
+    pub fn new(mut tx: EdgeSender<T>, stats: Arc<EdgeStats>) -> Self {
+        tx.count_drops_in(Arc::clone(&stats));
+        let paced = Pacer::of(&tx).map(|pacer| {
+            Box::new(Paced {
+                pacer,
+                pending: VecDeque::new(),
+            })
+        });
+        Output { tx, stats, paced }
     }
 
-    /// Ships `items`. If the edge's receiver is gone (its chain failed or
-    /// the pipeline was aborted) the items are counted as dropped on the
-    /// edge, never silently lost.
+    /// Ships `items`, following the edge's back-pressure strategy if it has
+    /// one. If the edge's receiver is gone (its chain failed or the pipeline
+    /// was aborted) the items are counted as dropped on the edge, never
+    /// silently lost.
     pub async fn ship(&mut self, items: Vec<T>) {
+        if self.paced.is_some() {
+            // Boxed: the paced path's waits would otherwise grow the future
+            // of every output, paced or not.
+            return Box::pin(self.ship_paced(items)).await;
+        }
+        // `hand_over`, inlined: one future less in every chain's state.
         let count = items.len() as u64;
         if count == 0 {
             return;
         }
-        match self.tx.send_chunk(items).await {
-            Ok(()) => self.stats.record_sent(count),
-            Err(closed) => {
-                let lost = closed.into_inner().len() as u64;
-                self.stats.record_sent(count.saturating_sub(lost));
-                self.stats.record_dropped(lost);
-            }
+        self.stats.record_sent(count);
+        if let Err(closed) = self.tx.send_chunk(items).await {
+            self.stats.record_dropped(closed.into_inner().len() as u64);
         }
     }
 
-    /// Flushes and drops the sender.
+    /// Ships anything held back, flushes and drops the sender.
     pub async fn finish(mut self) {
+        if self.held() > 0 {
+            Box::pin(self.drain_pending()).await;
+        }
         if let Err(closed) = self.tx.flush().await {
             self.stats.record_dropped(closed.into_inner().len() as u64);
+        }
+    }
+
+    /// The edge's counters.
+    pub fn stats(&self) -> &Arc<EdgeStats> {
+        &self.stats
+    }
+
+    /// The producer side of the edge's back-pressure strategy, if any.
+    pub fn pacer(&self) -> Option<&Pacer> {
+        self.paced.as_deref().map(|paced| &paced.pacer)
+    }
+
+    /// Items shipped to this output and held back by its strategy, not yet
+    /// handed to the edge (only after a cancelled [`ship`](Self::ship)).
+    pub fn held(&self) -> usize {
+        self.paced.as_deref().map_or(0, |paced| paced.pending.len())
+    }
+
+    /// Hands `items` to the edge (waiting for room on a `Block` edge) and
+    /// counts them.
+    async fn hand_over(&mut self, items: Vec<T>) {
+        let count = items.len() as u64;
+        if count == 0 {
+            return;
+        }
+        // Counted first, so that a cancelled send, whose items stay in the
+        // sender and go later, is counted too.
+        self.stats.record_sent(count);
+        if let Err(closed) = self.tx.send_chunk(items).await {
+            self.stats.record_dropped(closed.into_inner().len() as u64);
+        }
+    }
+
+    async fn ship_paced(&mut self, mut items: Vec<T>) {
+        let Some(paced) = self.paced.as_deref_mut() else {
+            return self.hand_over(items).await;
+        };
+        if items.is_empty() {
+            return;
+        }
+        if paced.pending.is_empty() {
+            match paced.pacer.try_admit(items.len(), &self.tx) {
+                Ok(n) if n == items.len() => return self.hand_over(items).await,
+                Ok(n) => {
+                    // Held before the first await, so a cancelled ship keeps
+                    // them.
+                    paced.pending.extend(items.split_off(n));
+                    self.hand_over(items).await;
+                }
+                Err(_) => return self.lose(items.len()),
+            }
+        } else {
+            paced.pending.extend(items);
+        }
+        self.drain_pending().await;
+    }
+
+    /// Ships the held items as the pacer admits them.
+    async fn drain_pending(&mut self) {
+        loop {
+            let Some(paced) = self.paced.as_deref_mut() else {
+                return;
+            };
+            let wanted = paced.pending.len();
+            if wanted == 0 {
+                return;
+            }
+            let admitted = match paced.pacer.admit(wanted, &self.tx).await {
+                Ok(admitted) => admitted,
+                Err(_) => {
+                    paced.pending.clear();
+                    return self.lose(wanted);
+                }
+            };
+            // No await between the admission and handing the items over: the
+            // admitted items are never left spent but unsent.
+            let piece: Vec<T> = if admitted >= wanted {
+                Vec::from(std::mem::take(&mut paced.pending))
+            } else {
+                paced.pending.drain(..admitted).collect()
+            };
+            self.hand_over(piece).await;
+        }
+    }
+
+    /// Counts `items` that could not be handed to the edge because its
+    /// receiver is gone.
+    fn lose(&self, items: usize) {
+        self.stats.record_sent(items as u64);
+        self.stats.record_dropped(items as u64);
+    }
+}
+
+impl<T> Drop for Output<T> {
+    fn drop(&mut self) {
+        let held = self.held();
+        if held > 0 {
+            self.lose(held);
         }
     }
 }
@@ -59,6 +208,8 @@ impl<T> fmt::Debug for Output<T> {
         f.debug_struct("Output")
             .field("from", &self.stats.from())
             .field("to", &self.stats.to())
+            .field("pacer", &self.pacer())
+            .field("held", &self.held())
             .finish()
     }
 }

@@ -5,8 +5,23 @@ use super::StageStats;
 
 /// Live counters of one edge between two stages.
 ///
+/// - `sent`: items the producer shipped into the edge, including those it
+///   then dropped.
+/// - `dropped`: of those, the items that never reach the consumer: refused
+///   by a full [`OnFull::DropNewest`](crate::options::OnFull::DropNewest)
+///   edge, evicted from a full
+///   [`OnFull::DropOldest`](crate::options::OnFull::DropOldest) edge, or
+///   lost because the consumer was gone (its chain failed, or the pipeline
+///   was aborted).
+///
+/// So once the edge is drained, the consumer has received `sent - dropped`
+/// items. With `OnFull::Block` and a consumer that runs to the end,
+/// `dropped` is zero.
+///
 /// The producer records each chunk it sends over the edge once, so keeping
-/// the counters costs one atomic add per chunk, not per item.
+/// the counters costs one atomic add per chunk, not per item; drops are
+/// recorded where they happen (in the edge, for its `on_full` policy), so a
+/// live snapshot shows them as they occur.
 #[derive(Debug)]
 pub struct EdgeStats {
     from: &'static str,
@@ -65,7 +80,9 @@ impl EdgeStats {
         self.sent.fetch_add(items, Relaxed);
     }
 
-    /// Records `items` dropped because the edge's buffer was full.
+    /// Records `items` dropped: refused or evicted because the edge's buffer
+    /// was full, or lost because its consumer was gone. They were (or will
+    /// be) counted as sent too.
     #[inline]
     pub fn record_dropped(&self, items: u64) {
         if items != 0 {
@@ -73,7 +90,7 @@ impl EdgeStats {
         }
     }
 
-    /// Items sent over the edge so far.
+    /// Items shipped into the edge so far, delivered or dropped.
     pub fn sent(&self) -> u64 {
         match &self.fused_into {
             Some(stage) => stage.items_in(),
@@ -81,7 +98,8 @@ impl EdgeStats {
         }
     }
 
-    /// Items dropped at the edge so far.
+    /// Items sent over the edge that did not (and will not) reach its
+    /// consumer, so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)
     }

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::{EdgeStats, FlushCounts, FlushReason, StageStats};
 use crate::graph::NodeKind;
+use crate::policy::BreakerReport;
 
 /// Counts of one stage at the end of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,13 @@ pub struct StageReport {
     /// For an accumulator: what it holds and how its states were let go
     /// of. `None` for every other kind of stage.
     pub accumulator: Option<AccumulatorReport>,
+    /// Calls made to retry failed items (`on_error = retry(..)`); an item
+    /// retried twice counts 2. Each item still counts once above, by how
+    /// it finally ended.
+    pub retries: u64,
+    /// The stage's circuit breaker: where it is and how often it moved.
+    /// `None` for a stage without `breaker(..)`.
+    pub breaker: Option<BreakerReport>,
 }
 
 /// The counts of an accumulator (an `accumulate(..)` or `batch(..)` node).
@@ -107,6 +115,8 @@ impl StageReport {
             dead_lettered: stats.dead_lettered(),
             accumulator: (stats.kind() == NodeKind::Accumulator)
                 .then(|| AccumulatorReport::from_stats(stats)),
+            retries: stats.retries(),
+            breaker: BreakerReport::from_stats(stats),
         }
     }
 
@@ -165,7 +175,9 @@ impl EdgeReport {
 /// duration.
 ///
 /// `Display` renders it as a table of stages, then one line per
-/// accumulator (see [`AccumulatorReport`]), then, if the pipeline reported
+/// accumulator (see [`AccumulatorReport`]), then one line per stage that
+/// retried or has a circuit breaker (`call_api: 3 retries; breaker closed
+/// (opened 1, half-opened 1, closed 1)`), then, if the pipeline reported
 /// any edges, a table of edges (`-` for the main output port), then how the
 /// run ended:
 ///
@@ -260,6 +272,16 @@ impl fmt::Display for Report {
         for s in &self.stages {
             if let Some(acc) = &s.accumulator {
                 writeln!(f, "{}: {acc}", s.name)?;
+            }
+        }
+        for s in &self.stages {
+            match (s.retries, &s.breaker) {
+                (0, None) => {}
+                (retries, None) => writeln!(f, "{}: {retries} retries", s.name)?,
+                (0, Some(breaker)) => writeln!(f, "{}: {breaker}", s.name)?,
+                (retries, Some(breaker)) => {
+                    writeln!(f, "{}: {retries} retries; {breaker}", s.name)?
+                }
             }
         }
         if !self.edges.is_empty() {

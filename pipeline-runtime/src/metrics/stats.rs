@@ -1,6 +1,7 @@
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use crate::graph::NodeKind;
+use crate::policy::BreakerState;
 
 /// Live counters of one stage.
 ///
@@ -24,6 +25,18 @@ pub struct StageStats {
     dropped: AtomicU64,
     dead_lettered: AtomicU64,
     accumulator: AccumulatorCounters,
+    policy: PolicyCounters,
+}
+
+/// Counters of a stage's error policy and circuit breaker.
+#[derive(Debug, Default)]
+struct PolicyCounters {
+    retries: AtomicU64,
+    /// 0: no breaker; else 1 + the state's index (closed, open, half-open).
+    breaker_state: AtomicU8,
+    breaker_opens: AtomicU64,
+    breaker_half_opens: AtomicU64,
+    breaker_closes: AtomicU64,
 }
 
 /// Why an accumulator let go of a key's state.
@@ -204,6 +217,7 @@ impl StageStats {
             dropped: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             accumulator: AccumulatorCounters::default(),
+            policy: PolicyCounters::default(),
         }
     }
 
@@ -284,6 +298,63 @@ impl StageStats {
         }
     }
 
+    /// Records `calls` more calls of the stage that retried a failed item.
+    pub fn record_retries(&self, calls: u64) {
+        if calls != 0 {
+            self.policy.retries.fetch_add(calls, Relaxed);
+        }
+    }
+
+    /// Records that the stage has a circuit breaker, now in `state`,
+    /// without counting a change.
+    pub fn set_breaker_state(&self, state: BreakerState) {
+        self.policy
+            .breaker_state
+            .store(breaker_code(state), Relaxed);
+    }
+
+    /// Records that the stage's circuit breaker moved to `state`, counting
+    /// the change (an open, a half-open or a close).
+    pub fn record_breaker(&self, state: BreakerState) {
+        self.set_breaker_state(state);
+        let counter = match state {
+            BreakerState::Open => &self.policy.breaker_opens,
+            BreakerState::HalfOpen => &self.policy.breaker_half_opens,
+            BreakerState::Closed => &self.policy.breaker_closes,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Calls made to retry failed items (an item retried twice counts 2).
+    pub fn retries(&self) -> u64 {
+        self.policy.retries.load(Relaxed)
+    }
+
+    /// Where the stage's circuit breaker is, or `None` if it has none.
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        match self.policy.breaker_state.load(Relaxed) {
+            1 => Some(BreakerState::Closed),
+            2 => Some(BreakerState::Open),
+            3 => Some(BreakerState::HalfOpen),
+            _ => None,
+        }
+    }
+
+    /// Times the stage's circuit breaker opened.
+    pub fn breaker_opens(&self) -> u64 {
+        self.policy.breaker_opens.load(Relaxed)
+    }
+
+    /// Times the stage's circuit breaker turned half-open.
+    pub fn breaker_half_opens(&self) -> u64 {
+        self.policy.breaker_half_opens.load(Relaxed)
+    }
+
+    /// Times the stage's circuit breaker closed after a trial call.
+    pub fn breaker_closes(&self) -> u64 {
+        self.policy.breaker_closes.load(Relaxed)
+    }
+
     /// Records items dropped by a full buffer.
     pub fn record_dropped(&self, items: u64) {
         self.dropped.fetch_add(items, Relaxed);
@@ -360,5 +431,13 @@ impl StageStats {
             expired: f[4].load(Relaxed),
             stop: f[5].load(Relaxed),
         }
+    }
+}
+
+fn breaker_code(state: BreakerState) -> u8 {
+    match state {
+        BreakerState::Closed => 1,
+        BreakerState::Open => 2,
+        BreakerState::HalfOpen => 3,
     }
 }

@@ -1,5 +1,7 @@
 use std::fmt;
 
+use super::StageError;
+
 /// Where a stage puts its outputs for one input item.
 ///
 /// Emitting nothing filters the item; emitting several flat-maps it.
@@ -35,13 +37,21 @@ impl<T> fmt::Debug for Emit<'_, T> {
 }
 
 /// What happened to the items of a chunk that did not simply pass through:
-/// how many were filtered out, and the errors of those that failed.
+/// how many were filtered out, the errors of those that failed, and the
+/// panics of those whose call panicked.
 ///
 /// The runtime reuses one `Failures` per stage, so recording allocates only
-/// when errors occur.
+/// when errors occur. Panics are kept apart from errors, as the panic's
+/// message, so that the stage's error type is not touched by them.
+///
+/// A stage that overrides [`process_chunk`](crate::stage::Stage::process_chunk)
+/// and runs one item at a time can isolate each item's panic with
+/// [`call`](Failures::call); a panic that escapes `process_chunk` fails the
+/// whole chunk instead (see [`panicked_chunk`](Failures::panicked_chunk)).
 pub struct Failures<E> {
     filtered: u64,
     errors: Vec<(u64, E)>,
+    panics: Vec<(u64, String)>,
     /// Index, within the stage's input, of the next item to be processed.
     position: u64,
 }
@@ -51,6 +61,7 @@ impl<E> Default for Failures<E> {
         Failures {
             filtered: 0,
             errors: Vec::new(),
+            panics: Vec::new(),
             position: 0,
         }
     }
@@ -84,7 +95,83 @@ impl<E> Failures<E> {
         self.position += 1;
     }
 
-    /// Items filtered out since the last [`take`](Failures::take_errors).
+    /// Records that the call for the current item panicked with `message`,
+    /// and moves on. The item is handled as failed, by the stage's error
+    /// policy.
+    pub fn panicked(&mut self, message: String) {
+        self.panics.push((self.position, message));
+        self.position += 1;
+    }
+
+    /// Runs the call for one item, which emits into `out`, and records its
+    /// outcome: its outputs (none means filtered), its error, or its panic.
+    /// A panic is caught: the outputs the call emitted before it are
+    /// removed, and the item is recorded as [`panicked`](Failures::panicked).
+    ///
+    /// This is what the default [`SyncStage::process_chunk`](crate::stage::SyncStage::process_chunk)
+    /// does for each item; a stage overriding it with its own loop can do
+    /// the same to keep a panic to its item.
+    #[inline]
+    pub fn call<T>(
+        &mut self,
+        out: &mut Vec<T>,
+        call: impl FnOnce(&mut Emit<'_, T>) -> Result<(), E>,
+    ) {
+        let before = out.len();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            call(&mut Emit::new(&mut *out))
+        }));
+        match result {
+            Ok(Ok(())) => self.note_output(out.len() - before),
+            Ok(Err(error)) => self.fail(error),
+            Err(panic) => {
+                out.truncate(before);
+                self.panicked(crate::policy::panic_message(&*panic));
+            }
+        }
+    }
+
+    /// Records that a panic escaped the processing of a whole chunk of
+    /// `count` items that started at input position `start` (the
+    /// [`position`](Failures::position) before the chunk).
+    ///
+    /// Which items had really been done is unknown, so every item of the
+    /// chunk fails with the panic's `message`, except those the stage had
+    /// already failed itself (they keep their own error or panic): items it
+    /// had counted as passed or filtered fail too, and the caller discards
+    /// the outputs the chunk had produced. The position moves past the
+    /// chunk.
+    pub fn panicked_chunk(&mut self, start: u64, count: usize, message: &str) {
+        let end = start + count as u64;
+        // Items the stage failed before the panic, in position order.
+        let mut own: Vec<u64> = self
+            .errors
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(self.panics.iter().map(|(p, _)| *p))
+            .filter(|p| (start..end).contains(p))
+            .collect();
+        own.sort_unstable();
+        let mut own = own.into_iter().peekable();
+        for position in start..end {
+            if own.peek() == Some(&position) {
+                own.next();
+            } else {
+                self.panics.push((position, message.to_owned()));
+            }
+        }
+        self.panics.sort_by_key(|(p, _)| *p);
+        self.filtered = 0;
+        self.position = end;
+    }
+
+    /// Moves the position past `count` items the stage never saw (refused
+    /// by an open circuit breaker).
+    pub(crate) fn skip(&mut self, count: usize) {
+        self.position += count as u64;
+    }
+
+    /// Items filtered out since the last [`take`](Failures::take).
     pub fn filtered(&self) -> u64 {
         self.filtered
     }
@@ -94,16 +181,47 @@ impl<E> Failures<E> {
         &self.errors
     }
 
+    /// Panics recorded since the last take, each with the index of its item
+    /// within the stage's input and the panic's message.
+    pub fn panics(&self) -> &[(u64, String)] {
+        &self.panics
+    }
+
     /// Index within the stage's input of the next item.
     pub fn position(&self) -> u64 {
         self.position
     }
 
     /// Resets the filtered count and hands out the recorded errors, each
-    /// with the index of its item within the stage's input.
+    /// with the index of its item within the stage's input. Recorded panics
+    /// stay; [`take_all`](Failures::take_all) takes both.
     pub fn take(&mut self) -> (u64, std::vec::Drain<'_, (u64, E)>) {
         let filtered = std::mem::take(&mut self.filtered);
         (filtered, self.errors.drain(..))
+    }
+
+    /// Resets the filtered count, returning it, and hands every recorded
+    /// error and panic to `each`, in input order, with the index of its
+    /// item within the stage's input.
+    pub fn take_all(&mut self, mut each: impl FnMut(u64, StageError<E>)) -> u64 {
+        let filtered = std::mem::take(&mut self.filtered);
+        if self.panics.is_empty() {
+            for (position, error) in self.errors.drain(..) {
+                each(position, StageError::Failed(error));
+            }
+            return filtered;
+        }
+        let mut panics = self.panics.drain(..).peekable();
+        for (position, error) in self.errors.drain(..) {
+            while let Some((p, message)) = panics.next_if(|(p, _)| *p < position) {
+                each(p, StageError::Panicked(message));
+            }
+            each(position, StageError::Failed(error));
+        }
+        for (p, message) in panics {
+            each(p, StageError::Panicked(message));
+        }
+        filtered
     }
 }
 
@@ -112,6 +230,7 @@ impl<E: fmt::Debug> fmt::Debug for Failures<E> {
         f.debug_struct("Failures")
             .field("filtered", &self.filtered)
             .field("errors", &self.errors)
+            .field("panics", &self.panics)
             .finish()
     }
 }

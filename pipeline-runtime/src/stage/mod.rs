@@ -20,7 +20,7 @@ mod source;
 
 pub use context::StageContext;
 pub use emit::{Emit, Failures};
-pub use failed::Failed;
+pub use failed::{Failed, StageError};
 pub use source::{Pull, Source};
 
 use std::future::Future;
@@ -88,7 +88,15 @@ pub trait Stage<In> {
     /// Processes a chunk: drains `input`, appends outputs to `out`, and
     /// records filtered and failed items in `failures`.
     ///
-    /// The default calls [`process`](Stage::process) for each item in order.
+    /// The default calls [`process`](Stage::process) for each item in order,
+    /// and catches a panic of each call: that item fails with the panic
+    /// (its partial outputs are removed) and the next one goes on.
+    ///
+    /// An override that panics fails its whole chunk: the runtime cannot
+    /// tell which items were done, so every item of the chunk the override
+    /// had not failed itself fails with the panic, and the chunk's outputs
+    /// are discarded (see [`Failures::panicked_chunk`]). Use
+    /// [`Failures::call`] per item to keep a panic to its item.
     fn process_chunk(
         &mut self,
         input: &mut Vec<In>,
@@ -99,9 +107,21 @@ pub trait Stage<In> {
         async move {
             for item in input.drain(..) {
                 let before = out.len();
-                match self.process(item, &mut Emit::new(out), ctx).await {
-                    Ok(()) => failures.note_output(out.len() - before),
-                    Err(error) => failures.fail(error),
+                // The call is made inside the guarded future, so a panic
+                // while creating the future is caught as well as one while
+                // polling it.
+                let caught =
+                    futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+                        self.process(item, &mut Emit::new(out), ctx).await
+                    }))
+                    .await;
+                match caught {
+                    Ok(Ok(())) => failures.note_output(out.len() - before),
+                    Ok(Err(error)) => failures.fail(error),
+                    Err(panic) => {
+                        out.truncate(before);
+                        failures.panicked(crate::policy::panic_message(&*panic));
+                    }
                 }
             }
         }
@@ -159,7 +179,10 @@ pub trait SyncStage<In> {
         ctx: &StageContext,
     ) -> Result<(), Self::Error>;
 
-    /// Processes a chunk; the default loops over [`process`](SyncStage::process).
+    /// Processes a chunk; the default loops over
+    /// [`process`](SyncStage::process), catching a panic of each call (that
+    /// item fails with the panic, see [`Failures::call`]). An override that
+    /// panics fails its whole chunk, as for [`Stage::process_chunk`].
     fn process_chunk(
         &mut self,
         input: &mut Vec<In>,
@@ -168,11 +191,7 @@ pub trait SyncStage<In> {
         ctx: &StageContext,
     ) {
         for item in input.drain(..) {
-            let before = out.len();
-            match self.process(item, &mut Emit::new(out), ctx) {
-                Ok(()) => failures.note_output(out.len() - before),
-                Err(error) => failures.fail(error),
-            }
+            failures.call(out, |emit| self.process(item, emit, ctx));
         }
     }
 

@@ -1,0 +1,7 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {
+        iter(0..10u64) >> #[buffer = 8] #[buffer = 16] map(|x| x + 1) >> discard();
+    };
+}
