@@ -23,7 +23,10 @@ async fn drop_newest_keeps_the_oldest_items_and_counts_the_rest() {
     let edge = report.edge("numbers", "then").unwrap();
     assert!(edge.dropped > 0, "{report}");
     assert_eq!(kept.len() as u64 + edge.dropped, 1000, "{report}");
-    assert!(kept.windows(2).all(|w| w[0] < w[1]), "order kept among survivors");
+    assert!(
+        kept.windows(2).all(|w| w[0] < w[1]),
+        "order kept among survivors"
+    );
     assert!(report.is_balanced(), "{report}");
 }
 
@@ -81,7 +84,6 @@ async fn a_pipeline_default_applies_to_every_edge_and_a_node_option_overrides_it
     assert_eq!(kept.take().len() as u64, 100 - dropping.dropped);
 }
 
-
 #[stage]
 fn parse(line: String) -> Result<u64, std::num::ParseIntError> {
     line.trim().parse()
@@ -101,7 +103,10 @@ async fn on_error_fail_stops_the_run_with_the_stage_and_item() {
     match result {
         Err(error @ pipeline::Error::ItemFailed { .. }) => {
             let message = error.to_string();
-            assert!(message.contains("`parse`") && message.contains("item 2"), "{message}");
+            assert!(
+                message.contains("`parse`") && message.contains("item 2"),
+                "{message}"
+            );
         }
         other => panic!("expected the run to fail, got {other:?}"),
     }
@@ -147,7 +152,10 @@ async fn retry_tries_a_failing_item_again_with_backoff() {
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     // Two waits: about 100ms then about 200ms, with jitter below each.
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(150) && waited <= Duration::from_millis(300), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(150) && waited <= Duration::from_millis(300),
+        "{waited:?}"
+    );
     assert!(report.is_balanced(), "{report}");
 }
 
@@ -168,7 +176,10 @@ async fn an_open_breaker_fails_items_fast_without_calling_the_stage() {
     .await
     .unwrap();
     let calls = calls.load(Ordering::SeqCst);
-    assert!(calls < 100, "the breaker stopped calling the stage after {calls} calls");
+    assert!(
+        calls < 100,
+        "the breaker stopped calling the stage after {calls} calls"
+    );
     let map = report.stage("map").unwrap();
     assert_eq!(map.failed, 100, "{report}");
     assert!(report.is_balanced(), "{report}");
