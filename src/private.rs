@@ -739,3 +739,128 @@ impl<S> NoDefaults for &S {
         options::StageOptions::NONE
     }
 }
+
+// Parallel stages: a node with `parallel` heads its own segment and runs
+// its workers as spawned tasks.
+
+pub use pipeline_runtime::parallel::{ParallelHead, Worker, spawn as spawn_task};
+
+/// The item type of an edge, as a chain the next stage's closure can learn
+/// its parameter type from.
+pub struct EdgeType<T>(PhantomData<T>);
+
+impl<T> Outputs for EdgeType<T> {
+    type Out = T;
+}
+
+/// The item type of the edge `rx` reads.
+pub fn edge_type<T>(_: &pipeline_runtime::channel::EdgeReceiver<T>) -> EdgeType<T> {
+    EdgeType(PhantomData)
+}
+
+/// How many items a parallel stage hands a worker at a time: small for
+/// `io`, whose workers take their chunk's items one after another.
+pub fn parallel_chunk(options: &options::StageOptions) -> usize {
+    match options.parallel {
+        Some(options::Parallelism::Io { .. }) => 16,
+        _ => DEFAULT_CHUNK,
+    }
+}
+
+/// `node` with `parallel`, reading from `rx`: one clone of `stage` per
+/// worker.
+#[allow(clippy::type_complexity)]
+pub fn parallel<In, B>(
+    rx: pipeline_runtime::channel::EdgeReceiver<In>,
+    stage: B,
+    spawn: pipeline_runtime::parallel::Spawn<
+        In,
+        pipeline_runtime::parallel::Clones<B>,
+        <B as Stage<In>>::Out,
+        <B as Stage<In>>::Error,
+    >,
+    options: options::StageOptions,
+    stats: Arc<StageStats>,
+) -> Unknown<
+    <B as Stage<In>>::Out,
+    ParallelHead<
+        In,
+        pipeline_runtime::parallel::Clones<B>,
+        <B as Stage<In>>::Out,
+        <B as Stage<In>>::Error,
+    >,
+>
+where
+    In: Send + 'static,
+    B: Stage<In> + ParallelStage,
+    <B as Stage<In>>::Out: Send + 'static,
+    <B as Stage<In>>::Error: Send + 'static,
+{
+    let chunk = parallel_chunk(&options);
+    ParallelHead::new(
+        rx,
+        pipeline_runtime::parallel::clones(stage),
+        spawn,
+        options.parallel.unwrap_or(options::Parallelism::Fixed(1)),
+        options.ordering.unwrap_or(options::Ordering::Ordered),
+        stats,
+        chunk,
+    )
+    .with_options(options)
+}
+
+/// `node` with `parallel` and `by_key(key)`.
+#[allow(clippy::type_complexity)]
+pub fn parallel_by_key<In, B, K, H>(
+    rx: pipeline_runtime::channel::EdgeReceiver<In>,
+    stage: B,
+    spawn: pipeline_runtime::parallel::Spawn<
+        In,
+        pipeline_runtime::parallel::Clones<B>,
+        <B as Stage<In>>::Out,
+        <B as Stage<In>>::Error,
+    >,
+    options: options::StageOptions,
+    key: K,
+    stats: Arc<StageStats>,
+) -> Unknown<
+    <B as Stage<In>>::Out,
+    ParallelHead<
+        In,
+        pipeline_runtime::parallel::Clones<B>,
+        <B as Stage<In>>::Out,
+        <B as Stage<In>>::Error,
+    >,
+>
+where
+    In: Send + 'static,
+    B: Stage<In> + ParallelStage,
+    <B as Stage<In>>::Out: Send + 'static,
+    <B as Stage<In>>::Error: Send + 'static,
+    K: Fn(&In) -> H + Send + Sync + 'static,
+    H: std::hash::Hash,
+{
+    let chunk = parallel_chunk(&options);
+    ParallelHead::by_key(
+        rx,
+        pipeline_runtime::parallel::clones(stage),
+        spawn,
+        options.parallel.unwrap_or(options::Parallelism::Fixed(1)),
+        key,
+        stats,
+        chunk,
+    )
+    .with_options(options)
+}
+
+/// A stage that can run on several workers: each gets its own clone, on
+/// another thread.
+#[diagnostic::on_unimplemented(
+    message = "`parallel` needs `{Self}` to be `Clone + Send + 'static`",
+    label = "each worker gets its own clone of this stage, on another thread",
+    note = "a closure is `Clone` and `Send` when what it captures is; capture owned or `Arc` values, not references to locals"
+)]
+pub trait ParallelStage: Clone + Send + 'static {}
+
+#[diagnostic::do_not_recommend]
+impl<B: Clone + Send + 'static> ParallelStage for B {}

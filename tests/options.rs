@@ -184,3 +184,68 @@ async fn an_open_breaker_fails_items_fast_without_calling_the_stage() {
     assert_eq!(map.failed, 100, "{report}");
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_ordered_keeps_input_order_across_workers() {
+    let out = Collected::new();
+    let report = pipeline! {
+        iter(0..20_000u64)
+            >> #[parallel = 2] #[ordered] map(|x| {
+                // Uneven work, so the workers finish out of order.
+                let mut h = x;
+                for _ in 0..(x % 7) * 50 {
+                    h = h.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                std::hint::black_box(h);
+                x * 2
+            })
+            >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(
+        out.take(),
+        (0..20_000u64).map(|x| x * 2).collect::<Vec<_>>()
+    );
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_by_key_keeps_each_keys_order() {
+    let out = Collected::new();
+    pipeline! {
+        iter(0..10_000u64)
+            >> #[parallel = 4] #[by_key(|x: &u64| x % 10)] map(|x| x)
+            >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    let got = out.take();
+    assert_eq!(got.len(), 10_000);
+    for key in 0..10 {
+        let of_key: Vec<u64> = got.iter().copied().filter(|x| x % 10 == key).collect();
+        assert!(
+            of_key.windows(2).all(|w| w[0] < w[1]),
+            "key {key} out of order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_unordered_delivers_every_item() {
+    let out = Collected::new();
+    pipeline! {
+        iter(0..5_000u64) >> #[parallel = cpu] #[unordered] filter(|x| x % 3 != 0) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    let mut got = out.take();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..5_000u64).filter(|x| x % 3 != 0).collect::<Vec<_>>()
+    );
+}

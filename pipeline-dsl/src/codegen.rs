@@ -420,6 +420,11 @@ impl<'a> Wiring<'a> {
             if graph.node(head).kind == Kind::Accumulator {
                 code.extend(self.accumulate_code(head));
                 stages = &stages[1..];
+            } else if self.is_parallel(head) {
+                code.extend(
+                    self.parallel_code(head, head == *segment.nodes.last().unwrap_or(&head)),
+                );
+                stages = &stages[1..];
             } else {
                 let rx = self.receiver_var(head);
                 let private = private_path();
@@ -605,6 +610,56 @@ impl<'a> Wiring<'a> {
                 let #chain = #private_here::accumulate_errors(#chain, #broadcast);
             });
         }
+        code
+    }
+
+    fn is_parallel(&self, node: NodeIndex) -> bool {
+        self.verdict
+            .node_options
+            .get(node.index())
+            .is_some_and(|o| o.parallel.is_some())
+    }
+
+    /// A `parallel` node at the head of its segment: its workers read from
+    /// the node's edge.
+    fn parallel_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
+        let graph = self.graph;
+        let span = graph.node(node).ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let private = private_path();
+        let chain = local("__pipeline_chain", span);
+        let stage = local("__pipeline_stage", span);
+        let options_var = local("__pipeline_options", span);
+        let rx = local(&self.receiver_var(node).to_string(), span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let expr = self.stage_expr(node);
+        let options = self.options_of(node);
+        let key = self
+            .verdict
+            .node_options
+            .get(node.index())
+            .and_then(crate::options::by_key);
+        let mut code = quote! {
+            let #chain = #private::edge_type(&#rx);
+            let #options_var: #private::options::StageOptions = #options;
+        };
+        code.extend(quote_spanned! {here=> let #stage = #expr; });
+        if is_last && graph.main_outputs(node).is_empty() {
+            code.extend(quote_spanned! {here=> #private_here::ends_in_sink(&#stage); });
+        }
+        // Spawning is written here, where the stage's type is known, so
+        // rustc can check that its futures may move to another thread.
+        let spawn = quote_spanned! {here=> |worker| #private_here::spawn_task(worker.run()) };
+        let call = match key {
+            Some(key) => quote_spanned! {here=>
+                #private_here::parallel_by_key(#rx, #stage, #spawn, #options_var, #key, ::std::sync::Arc::clone(&#stats))
+            },
+            None => quote_spanned! {here=>
+                #private_here::parallel(#rx, #stage, #spawn, #options_var, ::std::sync::Arc::clone(&#stats))
+            },
+        };
+        code.extend(quote_spanned! {here=> let #chain = #call; });
         code
     }
 

@@ -345,7 +345,17 @@ pub fn parse_metas<'a>(
 }
 
 /// Options that have run-time behaviour in this version.
-pub const SUPPORTED: &[&str] = &["buffer", "on_full", "backpressure", "on_error", "breaker"];
+pub const SUPPORTED: &[&str] = &[
+    "buffer",
+    "on_full",
+    "backpressure",
+    "on_error",
+    "breaker",
+    "parallel",
+    "ordered",
+    "unordered",
+    "by_key",
+];
 
 /// Options that shape the graph around a node (its input edge, its
 /// workers), so they are set on the node in `pipeline!`, not as a

@@ -252,6 +252,7 @@ fn stage_impl(
         }
         return quote! {
             #[allow(non_camel_case_types, dead_code)]
+            #[derive(Clone, Copy, Debug, Default)]
             #vis struct #name {}
         };
     }
@@ -263,6 +264,7 @@ fn stage_impl(
     let header = quote! {
         #[doc = #doc]
         #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
         #vis struct #name {}
     };
     if role == Role::Source {

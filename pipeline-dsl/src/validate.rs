@@ -268,6 +268,17 @@ impl Checker<'_> {
                         node.kind.described()
                     ))
                 }
+                "breaker" if node_options.parallel.is_some() => Some(format!(
+                    "a `breaker` on a parallel stage is not supported yet; remove `parallel` or `breaker` from `{shown}`"
+                )),
+                "on_error" if node_options.parallel.is_some() && node_options.retries() => {
+                    Some(format!(
+                        "`retry` on a parallel stage is not supported yet; remove `parallel` or use another `on_error` on `{shown}`"
+                    ))
+                }
+                "parallel" if !graph.port_outputs(index, "errors").is_empty() => Some(format!(
+                    "the `errors` port of a parallel stage is not supported yet; remove `parallel` from `{shown}` or disconnect `{shown}[errors]`"
+                )),
                 "ordered" | "unordered" | "by_key" if node_options.parallel.is_none() => {
                     Some(format!(
                         "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"

@@ -5,18 +5,25 @@
 //! before it and runs it through one stage. The nesting is static, so the
 //! compiler sees through the whole chain and a run of synchronous stages
 //! becomes one loop per stage over a chunk held in cache.
+//!
+//! Each stage reports as it goes (see [`crate::metrics`]): its counters
+//! and `metrics` handles once per chunk, the chunk's time when a recorder
+//! records, and its `tracing` span entered around the chunk. When it
+//! closes, it [finishes](StageStats::finish): finished, or failed if its
+//! `close` failed or it failed an item under `on_error = fail`.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Outlet, clone_into};
 use crate::graph::NodeKind;
 use crate::lifecycle::Control;
-use crate::metrics::StageStats;
+use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{Breaker, OnError, StageOptions};
 use crate::policy::{self, BreakerState, CircuitBreaker, Jitter, Settle, StagePolicy};
 use crate::stage::{Failures, Pull, Source, Stage, StageContext, StageError};
@@ -82,13 +89,10 @@ impl<S: Source> Chain for Head<S> {
     type Out = S::Out;
 
     async fn init(&mut self) -> Result<(), Error> {
-        self.source
-            .init(&self.ctx)
-            .await
-            .map_err(|source| Error::Init {
-                stage: self.ctx.name(),
-                source,
-            })
+        let stats = self.ctx.stats();
+        stats.observe(DEFAULT_PIPELINE_NAME);
+        let init = self.source.init(&self.ctx).await;
+        init.map_err(|source| failed_init(stats, source))
     }
 
     async fn pull(&mut self, out: &mut Vec<S::Out>, control: &Control) -> Result<Pull, Error> {
@@ -97,35 +101,41 @@ impl<S: Source> Chain for Head<S> {
         }
         let before = out.len();
         let max = before + self.chunk;
+        let stats = self.ctx.stats();
+        let started = stats.start_chunk();
         let filled = {
             let fill = self.source.fill(out, max, &self.ctx);
-            tokio::select! {
-                biased;
-                filled = fill => filled,
-                () = control.stopping() => Ok(Pull::Done),
+            let fill = async {
+                tokio::select! {
+                    biased;
+                    filled = fill => filled,
+                    () = control.stopping() => Ok(Pull::Done),
+                }
+            };
+            let span = stats.span();
+            if span.is_disabled() {
+                fill.await
+            } else {
+                fill.instrument(span.clone()).await
             }
         };
-        self.ctx
-            .stats()
-            .record_produced((out.len() - before) as u64);
+        stats.record_produced((out.len() - before) as u64);
+        stats.finish_chunk(started);
         match filled {
             Ok(pull) => Ok(pull),
             Err(error) => {
-                self.ctx.stats().record_source_error();
+                stats.record_source_error();
+                let _entered = stats.span().enter();
                 tracing::warn!(stage = self.ctx.name(), %error, "source read failed");
+                stats.record_error(format_args!("source read failed: {error}"));
                 Ok(Pull::More)
             }
         }
     }
 
     async fn close(&mut self) -> Result<(), Error> {
-        self.source
-            .close(&self.ctx)
-            .await
-            .map_err(|source| Error::Close {
-                stage: self.ctx.name(),
-                source,
-            })
+        let closed = self.source.close(&self.ctx).await;
+        closed_stage(self.ctx.stats(), closed, None)
     }
 }
 
@@ -388,13 +398,10 @@ where
 
     async fn init(&mut self) -> Result<(), Error> {
         self.upstream.init().await?;
-        self.stage
-            .init(&self.ctx)
-            .await
-            .map_err(|source| Error::Init {
-                stage: self.ctx.name(),
-                source,
-            })
+        let stats = self.ctx.stats();
+        stats.observe(DEFAULT_PIPELINE_NAME);
+        let init = self.stage.init(&self.ctx).await;
+        init.map_err(|source| failed_init(stats, source))
     }
 
     async fn pull(&mut self, out: &mut Vec<O>, control: &Control) -> Result<Pull, Error> {
@@ -404,6 +411,88 @@ where
             return Ok(pull);
         }
         let before = out.len();
+        let started = self.ctx.stats().start_chunk();
+        // Entered only if a subscriber wants it: even a disabled span's
+        // wrapper costs, on every chunk.
+        let span = self.ctx.stats().span();
+        let (filtered, failed, dead_lettered) = if span.is_disabled() {
+            self.process(out, control).await
+        } else {
+            let span = span.clone();
+            self.process(out, control).instrument(span).await
+        };
+        let stats = self.ctx.stats();
+        // Dead-lettered items count as passed here, then move to
+        // dead-lettered.
+        stats.record_chunk(
+            items_in as u64,
+            (out.len() - before) as u64,
+            filtered,
+            failed,
+        );
+        stats.record_dead_lettered(dead_lettered);
+        stats.finish_chunk(started);
+        self.taken += items_in as u64;
+        Ok(pull)
+    }
+
+    /// Closes the chain before the stage, then the stage (even if closing
+    /// the chain before it failed). Returns the first error of: the chain
+    /// before, an item this stage failed under `on_error = fail`
+    /// ([`Error::ItemFailed`]), closing this stage.
+    async fn close(&mut self) -> Result<(), Error> {
+        let upstream = self.upstream.close().await;
+        let own = self.stage.close(&self.ctx).await;
+        let fatal = self.policy.as_mut().and_then(|policy| policy.fatal.take());
+        let own = closed_stage(self.ctx.stats(), own, fatal);
+        upstream?;
+        own
+    }
+}
+
+/// The error of a stage whose `init` failed, which is marked failed.
+fn failed_init(stats: &StageStats, source: crate::stage::BoxError) -> Error {
+    stats.record_error(format_args!("init failed: {source}"));
+    stats.finish(false);
+    Error::Init {
+        stage: stats.name(),
+        source,
+    }
+}
+
+/// Marks a stage that closed as finished, or failed if its `close` failed
+/// or it failed an item under `on_error = fail` (`fatal`), and returns the
+/// error it ends with (`fatal` first).
+fn closed_stage(
+    stats: &StageStats,
+    closed: Result<(), crate::stage::BoxError>,
+    fatal: Option<Error>,
+) -> Result<(), Error> {
+    let closed = closed.map_err(|source| {
+        stats.record_error(format_args!("close failed: {source}"));
+        Error::Close {
+            stage: stats.name(),
+            source,
+        }
+    });
+    stats.finish(closed.is_ok() && fatal.is_none());
+    match fatal {
+        Some(fatal) => Err(fatal),
+        None => closed,
+    }
+}
+
+impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P>
+where
+    A: Chain<Out = M>,
+    B: Stage<M, Out = O, Error = E>,
+    E: std::fmt::Display,
+    P: FailureRoute<M, E>,
+{
+    /// Runs the chunk in `self.input` through the stage under its policy,
+    /// appending to `out`; returns how many of its items were filtered,
+    /// failed and dead-lettered.
+    async fn process(&mut self, out: &mut Vec<O>, control: &Control) -> (u64, u64, u64) {
         let breaker = match &mut self.policy {
             None => None,
             Some(policy) => {
@@ -450,7 +539,7 @@ where
         if !self.failed.is_empty() {
             if self.policy.is_none() {
                 failed = self.failed.len() as u64;
-                ignore(self.ctx.name(), self.taken, self.failed.drain(..));
+                ignore(self.ctx.stats(), self.taken, self.failed.drain(..));
             } else {
                 // Boxed: failures are the slow path, and its future
                 // (retries, the errors port) is large.
@@ -465,51 +554,26 @@ where
         if self.ctx.stats().kind() == NodeKind::Sink {
             filtered = 0;
         }
-        let stats = self.ctx.stats();
-        // Dead-lettered items count as passed here, then move to
-        // dead-lettered.
-        stats.record_chunk(
-            items_in as u64,
-            (out.len() - before) as u64,
-            filtered,
-            failed,
-        );
-        stats.record_dead_lettered(dead_lettered);
-        self.taken += items_in as u64;
-        Ok(pull)
-    }
-
-    /// Closes the chain before the stage, then the stage (even if closing
-    /// the chain before it failed). Returns the first error of: the chain
-    /// before, an item this stage failed under `on_error = fail`
-    /// ([`Error::ItemFailed`]), closing this stage.
-    async fn close(&mut self) -> Result<(), Error> {
-        let upstream = self.upstream.close().await;
-        let own = self
-            .stage
-            .close(&self.ctx)
-            .await
-            .map_err(|source| Error::Close {
-                stage: self.ctx.name(),
-                source,
-            });
-        upstream?;
-        match self.policy.as_mut().and_then(|policy| policy.fatal.take()) {
-            Some(fatal) => Err(fatal),
-            None => own,
-        }
+        (filtered, failed, dead_lettered)
     }
 }
 
-/// Logs failed items at `warn` and drops them: `ignore`.
+/// Logs failed items at `warn` and drops them: `ignore`. The last one's
+/// error becomes the stage's last error.
 fn ignore<E: std::fmt::Display>(
-    stage: &'static str,
+    stats: &StageStats,
     taken: u64,
     failed: impl Iterator<Item = (usize, StageError<E>)>,
 ) {
+    let stage = stats.name();
+    let mut last = None;
     for (index, error) in failed {
         let position = taken + index as u64;
         tracing::warn!(stage, position, %error, "item failed; dropped");
+        last = Some(error);
+    }
+    if let Some(error) = last {
+        stats.record_error(error);
     }
 }
 
@@ -610,7 +674,7 @@ where
         let count = self.failed.len() as u64;
         match settle {
             Settle::Ignore => {
-                ignore(stage, self.taken, self.failed.drain(..));
+                ignore(self.ctx.stats(), self.taken, self.failed.drain(..));
                 Settled {
                     filtered,
                     failed: count,
@@ -619,6 +683,9 @@ where
             }
             Settle::DeadLetter => {
                 debug_assert_eq!(inputs.len(), self.failed.len());
+                if let Some((_, error)) = self.failed.last() {
+                    self.ctx.stats().record_error(error);
+                }
                 let failed = self
                     .failed
                     .drain(..)
@@ -639,6 +706,7 @@ where
             Settle::Fail => {
                 for (index, error) in self.failed.drain(..) {
                     let position = self.taken + index as u64;
+                    self.ctx.stats().record_error(&error);
                     if policy.fatal.is_none() {
                         tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
                         policy.fatal = Some(Error::ItemFailed {
@@ -741,7 +809,10 @@ where
 }
 
 /// Runs a chain to completion: initialise, pull until the source is done
-/// (or the pipeline is stopped), then close.
+/// (or the pipeline is stopped), then close. Closing marks each stage of
+/// the chain [finished](StageStats::finish) (or failed); a chain cut short
+/// by an error is marked by the [`Pipeline`](crate::lifecycle::Pipeline)
+/// when its run ends.
 ///
 /// (Not an `async fn`: its future holds the chain once, where an
 /// `async fn` would hold its argument twice.)

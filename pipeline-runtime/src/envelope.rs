@@ -6,6 +6,24 @@
 //! first time it is written through [`Envelope::metadata_mut`] (or one of the
 //! setters built on it), so the fast path allocates nothing per item and an
 //! `Envelope<u64>` stays a handful of machine words.
+//!
+//! # Trace context
+//!
+//! A [`TraceContext`] reads and writes the W3C Trace Context `traceparent`
+//! header and the W3C `baggage` header:
+//! [`TraceContext::from_headers`] and [`TraceContext::inject_into`] on any
+//! [`Headers`], and [`Envelope::trace_from_headers`],
+//! [`Envelope::extract_trace_from_headers`] and
+//! [`Envelope::inject_trace_into_headers`] between an envelope's headers
+//! and its trace context. That is how a trace crosses into and out of a
+//! pipeline (from an HTTP request or a Kafka record, to the next service).
+//!
+//! Inside a pipeline, items travel as bare values unless the stages use
+//! envelopes, so the runtime does not follow each item's trace context
+//! through the stages, nor link each item's work to its trace: an item
+//! keeps its context only as long as the stages pass its envelope along
+//! (`Envelope::map` keeps it). Each stage's own `tracing` span (see
+//! [`crate::metrics`]) is per stage, not per item.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -136,6 +154,41 @@ impl<T> Envelope<T> {
     /// Sets the cost estimate. Allocates the metadata box if needed.
     pub fn set_cost(&mut self, cost: Cost) {
         self.metadata_mut().cost = cost;
+    }
+
+    /// The trace context carried in the envelope's headers (`traceparent`,
+    /// and `baggage` if present; see [`TraceContext::from_headers`]), or
+    /// `None` if there is none or it is malformed. Never allocates unless
+    /// there is one; does not change the envelope's own
+    /// [`trace`](Self::trace).
+    pub fn trace_from_headers(&self) -> Option<TraceContext> {
+        TraceContext::from_headers(&self.metadata()?.headers)
+    }
+
+    /// Sets the envelope's [`trace`](Self::trace) from its headers, if they
+    /// carry a valid `traceparent`, and returns it; leaves the envelope
+    /// unchanged (and returns `None`) otherwise.
+    pub fn extract_trace_from_headers(&mut self) -> Option<&TraceContext> {
+        let trace = self.trace_from_headers()?;
+        let metadata = self.metadata_mut();
+        metadata.trace = Some(trace);
+        metadata.trace.as_ref()
+    }
+
+    /// Writes the envelope's [`trace`](Self::trace) into its headers
+    /// (`traceparent`, and `baggage`; see [`TraceContext::inject_into`]),
+    /// so that whatever takes the headers on (an HTTP request, a Kafka
+    /// record) carries the trace. Returns `false`, changing nothing, if the
+    /// envelope has no trace context.
+    pub fn inject_trace_into_headers(&mut self) -> bool {
+        let Some(metadata) = self.metadata.as_deref_mut() else {
+            return false;
+        };
+        let Some(trace) = &metadata.trace else {
+            return false;
+        };
+        trace.inject_into(&mut metadata.headers);
+        true
     }
 }
 
@@ -328,6 +381,10 @@ impl TraceContext {
     /// - an all-zero trace id or span id.
     ///
     /// The returned context has empty baggage; `sampled` is bit 0 of the flags.
+    ///
+    /// Leading and trailing spaces and tabs (which HTTP allows around a
+    /// header value) are not accepted here; [`from_headers`](Self::from_headers)
+    /// trims them.
     pub fn from_traceparent(s: &str) -> Option<TraceContext> {
         let b = s.as_bytes();
         if b.len() < TRACEPARENT_LEN {
@@ -352,6 +409,150 @@ impl TraceContext {
         }
         Some(TraceContext::new(trace_id, span_id, flags & 0x01 != 0))
     }
+}
+
+impl TraceContext {
+    /// Reads a trace context from `headers`: the `traceparent` header
+    /// (parsed with [`from_traceparent`](Self::from_traceparent)), and the
+    /// `baggage` header if there is one (see
+    /// [`parse_baggage`](Self::parse_baggage)). Header names match without
+    /// regard to case, as in HTTP; surrounding spaces and tabs are trimmed.
+    /// Returns `None` without a valid `traceparent`, whatever the baggage.
+    pub fn from_headers(headers: &Headers) -> Option<TraceContext> {
+        let traceparent = header_ignoring_case(headers, TRACEPARENT_HEADER)?;
+        let mut trace = TraceContext::from_traceparent(traceparent.trim_matches([' ', '\t']))?;
+        if let Some(baggage) = header_ignoring_case(headers, BAGGAGE_HEADER) {
+            trace.baggage = TraceContext::parse_baggage(baggage);
+        }
+        Some(trace)
+    }
+
+    /// Writes the context into `headers`: `traceparent` (see
+    /// [`to_traceparent`](Self::to_traceparent)), and `baggage` (see
+    /// [`baggage_header`](Self::baggage_header)) if the baggage is not
+    /// empty; existing `traceparent` and `baggage` headers, whatever their
+    /// case, are replaced (an empty baggage removes the header), so the
+    /// headers then carry exactly this context.
+    pub fn inject_into(&self, headers: &mut Headers) {
+        remove_ignoring_case(headers, TRACEPARENT_HEADER);
+        remove_ignoring_case(headers, BAGGAGE_HEADER);
+        headers.insert(TRACEPARENT_HEADER, self.to_traceparent());
+        if !self.baggage.is_empty() {
+            headers.insert(BAGGAGE_HEADER, self.baggage_header());
+        }
+    }
+
+    /// Parses a W3C `baggage` header value: comma-separated `key=value`
+    /// members, each possibly followed by `;`-separated properties (which
+    /// are dropped). Spaces and tabs around keys and values are trimmed,
+    /// values are percent-decoded, and members without a `=` or with an
+    /// empty key are skipped. Never fails.
+    pub fn parse_baggage(value: &str) -> Vec<(String, String)> {
+        value
+            .split(',')
+            .filter_map(|member| {
+                let member = member.split(';').next().unwrap_or_default();
+                let (key, value) = member.split_once('=')?;
+                let key = key.trim_matches([' ', '\t']);
+                if key.is_empty() {
+                    return None;
+                }
+                Some((
+                    key.to_owned(),
+                    percent_decode(value.trim_matches([' ', '\t'])),
+                ))
+            })
+            .collect()
+    }
+
+    /// The baggage as a W3C `baggage` header value: `key=value` members
+    /// joined by `,`, with each value percent-encoded where the format
+    /// requires it (anything but printable ASCII other than space, `"`,
+    /// `,`, `;`, `\` and `%`). Keys are written as they are.
+    pub fn baggage_header(&self) -> String {
+        let mut out = String::new();
+        for (i, (key, value)) in self.baggage.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push('=');
+            percent_encode(value, &mut out);
+        }
+        out
+    }
+}
+
+/// The header carrying a W3C trace context: `traceparent`.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// The header carrying W3C baggage: `baggage`.
+pub const BAGGAGE_HEADER: &str = "baggage";
+
+/// The value of `name` in `headers`, matching exactly first, then without
+/// regard to case.
+fn header_ignoring_case<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers.get(name).or_else(|| {
+        headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    })
+}
+
+/// Removes every header called `name`, whatever its case.
+fn remove_ignoring_case(headers: &mut Headers, name: &str) {
+    headers
+        .entries
+        .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+}
+
+/// Whether `byte` may stand for itself in a baggage value.
+fn is_baggage_octet(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e) && byte != b'%'
+}
+
+fn percent_encode(value: &str, out: &mut String) {
+    for &byte in value.as_bytes() {
+        if is_baggage_octet(byte) {
+            out.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+}
+
+/// Decodes `%XX` escapes (either case); a `%` not followed by two hex
+/// digits stands for itself, and bytes that do not form UTF-8 are
+/// replaced.
+fn percent_decode(value: &str) -> String {
+    if !value.contains('%') {
+        return value.to_owned();
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|pair| {
+                let digit = |d: u8| char::from(d).to_digit(16);
+                Some((digit(pair[0])? << 4 | digit(pair[1])?) as u8)
+            });
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Display for TraceContext {
@@ -606,6 +807,93 @@ mod tests {
                 "should reject {input:?}"
             );
         }
+    }
+
+    #[test]
+    fn trace_context_round_trips_through_headers() {
+        let mut trace = TraceContext::new(TRACE_ID, SPAN_ID, true);
+        trace.baggage = vec![
+            ("user".to_owned(), "alice".to_owned()),
+            ("note".to_owned(), "a b,c;d%e=é".to_owned()),
+        ];
+        let mut headers = Headers::new();
+        headers.insert("content-type", "json");
+        headers.insert("Traceparent", "stale");
+        trace.inject_into(&mut headers);
+        assert_eq!(headers.get("traceparent"), Some(W3C_EXAMPLE));
+        assert_eq!(headers.get("Traceparent"), None, "the stale one is gone");
+        assert_eq!(
+            headers.get("baggage"),
+            Some("user=alice,note=a%20b%2Cc%3Bd%25e=%C3%A9")
+        );
+        assert_eq!(headers.get("content-type"), Some("json"));
+        assert_eq!(TraceContext::from_headers(&headers), Some(trace.clone()));
+
+        // Without baggage, the header goes.
+        let plain = TraceContext::new(TRACE_ID, SPAN_ID, false);
+        plain.inject_into(&mut headers);
+        assert_eq!(headers.get("baggage"), None);
+        assert_eq!(TraceContext::from_headers(&headers), Some(plain));
+    }
+
+    #[test]
+    fn trace_headers_match_without_case_and_ignore_properties() {
+        let headers: Headers = [
+            ("TraceParent", format!(" {W3C_EXAMPLE}\t")),
+            (
+                "BAGGAGE",
+                "k1 = v1 ;prop=1, k2=v%2C2,broken,=empty, k3=%zz".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let trace = TraceContext::from_headers(&headers).unwrap();
+        assert_eq!(
+            (trace.trace_id, trace.span_id, trace.sampled),
+            (TRACE_ID, SPAN_ID, true)
+        );
+        let baggage: Vec<(&str, &str)> = trace
+            .baggage
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(baggage, [("k1", "v1"), ("k2", "v,2"), ("k3", "%zz")]);
+
+        let bad: Headers = [("traceparent", "00-nope"), ("baggage", "k=v")]
+            .into_iter()
+            .collect();
+        assert_eq!(TraceContext::from_headers(&bad), None);
+        assert_eq!(TraceContext::from_headers(&Headers::new()), None);
+    }
+
+    #[test]
+    fn envelope_moves_its_trace_between_headers_and_context() {
+        let mut incoming = Envelope::new("order", 1);
+        assert_eq!(incoming.trace_from_headers(), None);
+        assert!(!incoming.has_metadata(), "reading allocates nothing");
+        assert!(!incoming.inject_trace_into_headers());
+        incoming.set_header("traceparent", W3C_EXAMPLE);
+        incoming.set_header("baggage", "tenant=acme");
+        assert_eq!(incoming.trace(), None);
+        let extracted = incoming.extract_trace_from_headers().unwrap().clone();
+        assert_eq!(extracted.span_id, SPAN_ID);
+        assert_eq!(incoming.trace(), Some(&extracted));
+        assert_eq!(
+            extracted.baggage,
+            [("tenant".to_owned(), "acme".to_owned())]
+        );
+
+        // On the way out, a new span of the same trace.
+        let mut outgoing = incoming.map(|order| order.len());
+        let mut next = extracted.clone();
+        next.span_id = [1, 2, 3, 4, 5, 6, 7, 8];
+        outgoing.set_trace(next.clone());
+        assert!(outgoing.inject_trace_into_headers());
+        assert_eq!(
+            outgoing.header("traceparent"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01")
+        );
+        assert_eq!(outgoing.trace_from_headers(), Some(next));
     }
 
     #[test]

@@ -19,7 +19,11 @@
 //!   ordered, unordered or by key.
 //! * [`policy`]: what a fused stage does with a failed item: error
 //!   policies, panics, retries with backoff and the circuit breaker.
-//! * [`metrics`]: per-stage counters and the [`Report`](metrics::Report).
+//! * [`metrics`]: per-stage and per-edge counters, the live
+//!   [`StageState`](metrics::StageState) of a stage, the
+//!   [`Report`](metrics::Report), and what a pipeline reports through the
+//!   `metrics` crate (counters, gauges, histograms) and `tracing` (a span
+//!   per stage).
 //! * [`graph`]: the shape of a pipeline at run time.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -6,6 +6,12 @@
 //! | [`stop`](PipelineHandle::stop) | stop reading at the next chunk | all processed | run | `Ok(Report)` with `stopped` |
 //! | [`abort`](PipelineHandle::abort) | dropped | dropped | not run | `Err(Error::Aborted)` |
 //! | a stage's `init` or `close` fails | stop | dropped | not run | `Err(Error::Init / Close)` |
+//!
+//! While it runs, a [`PipelineHandle`] shows each stage's
+//! [`StageState`]: its status, the queues around it, its counters, its
+//! throughput and its last error. A pipeline reports through the
+//! `metrics` and `tracing` crates too, under its [name](Pipeline::named)
+//! (see [`crate::metrics`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +23,10 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;
-use crate::metrics::{EdgeReport, EdgeStats, Report, StageReport, StageStats};
+use crate::metrics::{
+    DEFAULT_PIPELINE_NAME, EdgeReport, EdgeStats, Report, StageReport, StageState, StageStats,
+    StageStatus,
+};
 
 /// The stop signal shared by a pipeline's tasks.
 #[derive(Debug, Clone, Default)]
@@ -68,9 +77,11 @@ impl Control {
 ///
 /// Besides its stages' counters, a pipeline may carry the
 /// [graph](Pipeline::with_graph) it was built from and counters for its
-/// [edges](Pipeline::with_edges); both are empty unless given.
+/// [edges](Pipeline::with_edges); both are empty unless given, and a
+/// [name](Pipeline::named) for its metrics.
 #[must_use = "a pipeline does nothing until `.run().await` or `.spawn()`"]
 pub struct Pipeline<F> {
+    name: &'static str,
     stages: Arc<[Arc<StageStats>]>,
     edges: Arc<[Arc<EdgeStats>]>,
     graph: PipelineGraph,
@@ -78,6 +89,20 @@ pub struct Pipeline<F> {
 }
 
 impl<F> Pipeline<F> {
+    /// Names the pipeline: the value of the `pipeline` label of its
+    /// metrics and the `pipeline` field of its stages' spans (see
+    /// [`crate::metrics`]). Without a name, it is
+    /// [`DEFAULT_PIPELINE_NAME`] (`"pipeline"`).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The pipeline's [name](Pipeline::named).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Attaches the graph the pipeline was built from, returned by
     /// [`graph`](Pipeline::graph) and [`PipelineHandle::graph`].
     pub fn with_graph(mut self, graph: PipelineGraph) -> Self {
@@ -112,6 +137,7 @@ where
     /// with an empty graph and no edge counters.
     pub fn new(stages: Vec<Arc<StageStats>>, body: F) -> Self {
         Pipeline {
+            name: DEFAULT_PIPELINE_NAME,
             stages: stages.into(),
             edges: Arc::new([]),
             graph: PipelineGraph::default(),
@@ -121,11 +147,16 @@ where
 
     /// Runs the pipeline in the current task until it completes.
     ///
-    /// Stages may borrow from the caller, since nothing is spawned.
+    /// Stages may borrow from the caller, since nothing is spawned. The
+    /// pipeline's metrics are registered with the `metrics` recorder in
+    /// effect when the returned future is first polled.
     pub async fn run(self) -> Result<Report, Error> {
         let control = Control::new();
         let started = Instant::now();
-        (self.body)(control.clone()).await?;
+        observe(self.name, &self.stages, &self.edges);
+        let result = (self.body)(control.clone()).await;
+        settle(&self.stages, &result);
+        result?;
         Ok(report(
             &self.stages,
             &self.edges,
@@ -136,22 +167,30 @@ where
 
     /// Starts the pipeline on the tokio runtime and returns a handle to
     /// stop, abort or join it.
+    ///
+    /// The pipeline's metrics are registered with the `metrics` recorder
+    /// in effect here, on the calling thread.
     pub fn spawn(self) -> PipelineHandle
     where
         F: Send + 'static,
         Fut: Send + 'static,
     {
         let control = Control::new();
+        observe(self.name, &self.stages, &self.edges);
+        let started = Instant::now();
         let stages = Arc::clone(&self.stages);
         let edges = Arc::clone(&self.edges);
         let body = self.body;
         let task_control = control.clone();
         let task = tokio::spawn(async move {
-            let started = Instant::now();
-            body(task_control.clone()).await?;
+            let result = body(task_control.clone()).await;
+            settle(&stages, &result);
+            result?;
             Ok(report(&stages, &edges, started, task_control.is_stopping()))
         });
         PipelineHandle {
+            name: self.name,
+            started,
             control,
             stages: self.stages,
             edges: self.edges,
@@ -163,6 +202,43 @@ where
     /// The names of the pipeline's stages, in the order they were written.
     pub fn stage_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.stages.iter().map(|s| s.name())
+    }
+}
+
+/// Registers the metric handles and spans of every stage and edge.
+fn observe(name: &'static str, stages: &[Arc<StageStats>], edges: &[Arc<EdgeStats>]) {
+    crate::metrics::describe();
+    for stage in stages {
+        stage.observe(name);
+    }
+    for edge in edges {
+        edge.observe(name);
+    }
+}
+
+/// Marks every stage still running at the end of a run: finished if the
+/// run completed; else failed, and the stage the error names gets it as
+/// its last error.
+fn settle(stages: &[Arc<StageStats>], result: &Result<(), Error>) {
+    let culprit = match result {
+        Ok(()) => None,
+        Err(
+            Error::Init { stage, .. }
+            | Error::Close { stage, .. }
+            | Error::ItemFailed { stage, .. },
+        ) => Some(*stage),
+        Err(_) => Some(""),
+    };
+    for stage in stages {
+        if stage.status() != StageStatus::Running {
+            continue;
+        }
+        if let (Some(name), Err(error)) = (culprit, result)
+            && name == stage.name()
+        {
+            stage.record_error(error);
+        }
+        stage.finish(culprit.is_none());
     }
 }
 
@@ -186,6 +262,9 @@ fn report(
 /// in the background.
 #[derive(Debug)]
 pub struct PipelineHandle {
+    name: &'static str,
+    /// When the run started, for each stage's throughput.
+    started: Instant,
     control: Control,
     stages: Arc<[Arc<StageStats>]>,
     edges: Arc<[Arc<EdgeStats>]>,
@@ -208,26 +287,48 @@ impl PipelineHandle {
         self.task.abort();
     }
 
-    /// The counts so far, while the pipeline runs.
-    pub fn snapshot(&self) -> Vec<StageReport> {
-        self.stages
-            .iter()
-            .map(|s| StageReport::from_stats(s))
-            .collect()
+    /// The state of every stage now, in the order they appear in the
+    /// `pipeline!` (see [`inspect`](PipelineHandle::inspect)).
+    pub fn snapshot(&self) -> Vec<StageState> {
+        self.stages.iter().map(|s| self.state(s)).collect()
     }
 
-    /// The counts so far of the stage called `name` (as the report names
-    /// it), while the pipeline runs: for an accumulator, also its open
-    /// keys, items and bytes held, bytes spilled and flushes by reason.
-    pub fn inspect(&self, name: &str) -> Option<StageReport> {
+    /// The state now of the stage called `name` (as the report names it),
+    /// while the pipeline runs or after it ended: its status, the items
+    /// queued on the edges into and out of it, its counters so far
+    /// (processed, out, failed, dropped, dead-lettered, retries), its last
+    /// error, its circuit breaker, its throughput over the run so far and,
+    /// for an accumulator, its open keys, items and bytes held, bytes
+    /// spilled and flushes by reason. See [`StageState`].
+    ///
+    /// Queue depths are known only for edges that are channels (between
+    /// fused chains), so only if the pipeline was given its
+    /// [edges](Pipeline::with_edges), as `pipeline!` does.
+    pub fn inspect(&self, name: &str) -> Option<StageState> {
         self.stages
             .iter()
             .find(|s| s.name() == name)
-            .map(|s| StageReport::from_stats(s))
+            .map(|s| self.state(s))
+    }
+
+    fn state(&self, stats: &StageStats) -> StageState {
+        let mut state = StageState::read(stats, &self.edges, self.started);
+        // A stage still running in a task that has ended was cut short:
+        // the run was aborted, or a task panicked.
+        if state.status == StageStatus::Running && self.task.is_finished() {
+            state.status = StageStatus::Failed;
+        }
+        state
+    }
+
+    /// The pipeline's [name](Pipeline::named).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The counts of each edge so far, while the pipeline runs, in the
-    /// order given to [`Pipeline::with_edges`].
+    /// order given to [`Pipeline::with_edges`], with the items queued on
+    /// each.
     pub fn edge_snapshot(&self) -> Vec<EdgeReport> {
         self.edges
             .iter()
@@ -334,5 +435,122 @@ mod tests {
         let report = handle.join().await.unwrap();
         assert!(report.stopped);
         assert_eq!(report.edges[0].dropped, 1);
+    }
+
+    fn stats(name: &'static str, kind: NodeKind) -> Arc<StageStats> {
+        Arc::new(StageStats::new(name, kind))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inspect_shows_queue_depth_and_throughput_while_it_runs() {
+        use crate::chain::{Fuse, Head, drive, drive_into, join};
+        use crate::channel::edge;
+        use crate::fan::{Broadcast, Inlet, Output};
+        use crate::io::{for_each_async, iter};
+        use crate::stage::Never;
+        use std::time::Duration;
+
+        // A fast source into an edge of 100 items, read by a sink that
+        // takes a millisecond per item: the edge fills up.
+        let source = stats("iter", NodeKind::Source);
+        let sink = stats("slow", NodeKind::Sink);
+        let link = Arc::new(EdgeStats::new("iter", "slow", None));
+        let (tx, rx) = edge(100, 10);
+        let first = Head::new(iter(0..10_000u64), Arc::clone(&source), 10);
+        let outlet = Broadcast::single(Output::new(tx, Arc::clone(&link)));
+        let second: Fuse<_, _, u64, Never, Never> = Fuse::new(
+            Inlet::new(rx, 10),
+            for_each_async(|_: u64| tokio::time::sleep(Duration::from_millis(1))),
+            Arc::clone(&sink),
+        );
+        let handle = Pipeline::new(vec![source, sink], move |control: Control| {
+            join(
+                drive_into(first, outlet, control.clone()),
+                drive(second, control),
+            )
+        })
+        .with_edges(vec![link])
+        .named("slow_sink")
+        .spawn();
+        assert_eq!(handle.name(), "slow_sink");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let slow = handle.inspect("slow").unwrap();
+        assert_eq!(slow.status, StageStatus::Running);
+        let queued = slow.input_queue.expect("fed by an edge");
+        assert!(queued > 0 && queued <= 100, "{slow}");
+        assert_eq!(slow.output_queue, None, "a sink feeds no edge");
+        assert_eq!(slow.elapsed, Duration::from_millis(500));
+        // About a thousand items a second, a chunk of ten at a time.
+        assert!(
+            (900.0..=1000.0).contains(&slow.items_per_sec),
+            "{} items/s",
+            slow.items_per_sec
+        );
+        let iter = handle.inspect("iter").unwrap();
+        assert_eq!(iter.input_queue, None, "a source has no input");
+        assert_eq!(iter.output_queue, Some(queued), "the same edge");
+        assert!(iter.items_per_sec >= slow.items_per_sec, "{iter}");
+        assert_eq!(handle.edge_snapshot()[0].queued, queued);
+        assert_eq!(handle.snapshot().len(), 2);
+        assert!(handle.inspect("missing").is_none());
+
+        handle.stop();
+        let report = handle.join().await.unwrap();
+        assert!(report.stopped);
+        assert_eq!(report.edges[0].queued, 0, "drained");
+    }
+
+    #[tokio::test]
+    async fn a_stage_whose_init_fails_is_failed_with_its_error() {
+        use crate::chain::{Fuse, Head, drive};
+        use crate::io::iter;
+        use crate::stage::{BoxError, Emit, Stage, StageContext};
+
+        struct Broken;
+        impl Stage<u32> for Broken {
+            type Out = u32;
+            type Error = String;
+            async fn init(&mut self, _: &StageContext) -> Result<(), BoxError> {
+                Err("no connection".into())
+            }
+            async fn process(
+                &mut self,
+                item: u32,
+                out: &mut Emit<'_, u32>,
+                _: &StageContext,
+            ) -> Result<(), String> {
+                out.emit(item);
+                Ok(())
+            }
+        }
+
+        let source = stats("iter", NodeKind::Source);
+        let broken = stats("broken", NodeKind::Sink);
+        let chain: Fuse<_, _, u32, u32, String> = Fuse::new(
+            Head::new(iter(0..3u32), Arc::clone(&source), 4),
+            Broken,
+            Arc::clone(&broken),
+        );
+        let result = Pipeline::new(vec![Arc::clone(&source), Arc::clone(&broken)], |control| {
+            drive(chain, control)
+        })
+        .run()
+        .await;
+        assert!(matches!(
+            result,
+            Err(Error::Init {
+                stage: "broken",
+                ..
+            })
+        ));
+        assert_eq!(broken.status(), StageStatus::Failed);
+        assert_eq!(
+            broken.last_error().as_deref(),
+            Some("init failed: no connection")
+        );
+        // The source never got to read: the run failed around it.
+        assert_eq!(source.status(), StageStatus::Failed);
+        assert_eq!(source.last_error(), None);
     }
 }

@@ -89,13 +89,13 @@ mod tests;
 
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::backpressure::Link;
-use crate::metrics::EdgeStats;
+use crate::metrics::{EdgeQueue, EdgeStats};
 use crate::options::{Backpressure, OnFull};
 
 pub use receiver::EdgeReceiver;
@@ -158,6 +158,8 @@ pub fn edge_with<T>(
         capacity,
         on_full,
         link,
+        watched: AtomicBool::new(false),
+        gauges: Mutex::new(Vec::new()),
     });
     let (tx, rx) = match on_full {
         OnFull::Block => {
@@ -190,6 +192,12 @@ struct Shared {
     on_full: OnFull,
     /// The back-pressure strategy both ends follow, if any.
     link: Option<Arc<Link>>,
+    /// Whether `gauges` holds any: checked on every change of the queue,
+    /// so an edge nobody watches pays one load.
+    watched: AtomicBool,
+    /// The `pipeline_queue_depth` gauges of the edge's producers (one per
+    /// producer on a merge), set to `queued` whenever it changes.
+    gauges: Mutex<Vec<metrics::Gauge>>,
 }
 
 impl Shared {
@@ -210,6 +218,52 @@ impl Shared {
 
     fn backpressure(&self) -> Option<Backpressure> {
         self.link.as_deref().map(Link::backpressure)
+    }
+
+    /// Publishes the queue's depth to the gauges watching it, if any. Called
+    /// once per chunk queued or taken.
+    #[inline]
+    fn queue_changed(&self) {
+        if self.watched.load(Ordering::Relaxed) {
+            self.publish_depth();
+        }
+    }
+
+    #[cold]
+    fn publish_depth(&self) {
+        let gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock, so that the last writer publishes the
+        // latest depth.
+        let depth = self.queued.load(Ordering::Relaxed) as f64;
+        for gauge in gauges.iter() {
+            gauge.set(depth);
+        }
+    }
+}
+
+impl EdgeQueue for Shared {
+    fn queued_items(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn watch(&self, gauge: metrics::Gauge) {
+        self.gauges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(gauge);
+        self.watched.store(true, Ordering::Relaxed);
+        self.publish_depth();
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("capacity", &self.capacity)
+            .field("on_full", &self.on_full)
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 

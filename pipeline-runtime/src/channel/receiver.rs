@@ -157,6 +157,7 @@ fn release<T>(shared: &Shared, chunk: Chunk<T>) -> Vec<T> {
     if chunk.permits > 0 {
         shared.permits.add_permits(chunk.permits as usize);
     }
+    shared.queue_changed();
     chunk.items
 }
 

@@ -155,6 +155,7 @@ impl<T> Ring<T> {
             }
         }
         self.ready.notify_one();
+        shared.queue_changed();
         drop(dropped);
         Ok(())
     }
@@ -168,6 +169,8 @@ impl<T> Ring<T> {
                 shared
                     .queued
                     .fetch_sub(piece.items.len(), Ordering::Relaxed);
+                drop(state);
+                shared.queue_changed();
                 Popped::Items(piece.items)
             }
             None if state.senders == 0 => Popped::Ended,

@@ -7,7 +7,7 @@ use tokio::sync::{TryAcquireError, mpsc};
 
 use super::ring::Ring;
 use super::{Chunk, Closed, Shared, TrySendError};
-use crate::metrics::EdgeStats;
+use crate::metrics::{EdgeQueue, EdgeStats};
 use crate::options::{Backpressure, OnFull};
 
 /// Where a sender's chunks go.
@@ -77,7 +77,11 @@ impl<T> EdgeSender<T> {
     /// `stats`, as well as on the edge. On a [`OnFull::DropOldest`] edge, an
     /// item evicted later is charged to the counters its sender had when it
     /// was queued. [`Output::new`](crate::fan::Output::new) calls this.
+    ///
+    /// It also attaches the edge's queue to `stats`, which then reports its
+    /// depth ([`EdgeStats::queued`]).
     pub fn count_drops_in(&mut self, stats: Arc<EdgeStats>) {
+        stats.attach_queue(Arc::clone(&self.shared) as Arc<dyn EdgeQueue>);
         self.stats = Some(stats);
     }
 
@@ -359,10 +363,12 @@ impl<T> EdgeSender<T> {
         };
         let len = items.len();
         self.shared.queued.fetch_add(len, Ordering::Relaxed);
-        tx.send(Chunk { items, permits }).map_err(|err| {
+        let sent = tx.send(Chunk { items, permits }).map_err(|err| {
             self.shared.queued.fetch_sub(len, Ordering::Relaxed);
             err.0.items
-        })
+        });
+        self.shared.queue_changed();
+        sent
     }
 }
 

@@ -76,31 +76,38 @@ impl<T> Output<T> {
     /// one. If the edge's receiver is gone (its chain failed or the pipeline
     /// was aborted) the items are counted as dropped on the edge, never
     /// silently lost.
+    ///
+    /// The time it takes, waits for room included, goes to the edge's
+    /// `pipeline_send_wait_seconds` when a `metrics` recorder records.
     pub async fn ship(&mut self, items: Vec<T>) {
+        if items.is_empty() {
+            return;
+        }
+        let started = self.stats.start_send();
         if self.paced.is_some() {
             // Boxed: the paced path's waits would otherwise grow the future
             // of every output, paced or not.
-            return Box::pin(self.ship_paced(items)).await;
+            Box::pin(self.ship_paced(items)).await;
+        } else {
+            // `hand_over`, inlined: one future less in every chain's state.
+            self.stats.record_sent(items.len() as u64);
+            if let Err(closed) = self.tx.send_chunk(items).await {
+                self.stats.record_dropped(closed.into_inner().len() as u64);
+            }
         }
-        // `hand_over`, inlined: one future less in every chain's state.
-        let count = items.len() as u64;
-        if count == 0 {
-            return;
-        }
-        self.stats.record_sent(count);
-        if let Err(closed) = self.tx.send_chunk(items).await {
-            self.stats.record_dropped(closed.into_inner().len() as u64);
-        }
+        self.stats.finish_send(started);
     }
 
     /// Ships anything held back, flushes and drops the sender.
     pub async fn finish(mut self) {
+        let started = self.stats.start_send();
         if self.held() > 0 {
             Box::pin(self.drain_pending()).await;
         }
         if let Err(closed) = self.tx.flush().await {
             self.stats.record_dropped(closed.into_inner().len() as u64);
         }
+        self.stats.finish_send(started);
     }
 
     /// The edge's counters.

@@ -112,3 +112,12 @@ impl<T> fmt::Debug for Collect<T> {
 }
 
 crate::sync_stage!(impl[T] Collect<T>: T where);
+
+// Cloned for each worker of a `parallel` sink: all share one collection.
+impl<T> Clone for Collect<T> {
+    fn clone(&self) -> Self {
+        Collect {
+            into: self.into.clone(),
+        }
+    }
+}

@@ -50,3 +50,9 @@ impl<I> fmt::Debug for Discard<I> {
 }
 
 crate::sync_stage!(impl[I] Discard<I>: I where);
+
+impl<I> Clone for Discard<I> {
+    fn clone(&self) -> Self {
+        Discard { _in: PhantomData }
+    }
+}

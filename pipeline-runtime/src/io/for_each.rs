@@ -158,3 +158,23 @@ impl<I, F> fmt::Debug for ForEachAsync<I, F> {
 }
 
 crate::sync_stage!(impl[I, R: SinkResult, F: FnMut(I) -> R] ForEach<I, F>: I where);
+
+// Cloned for each worker of a `parallel` sink.
+impl<I, F: Clone> Clone for ForEach<I, F> {
+    fn clone(&self) -> Self {
+        ForEach {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}
+
+// Cloned for each worker of a `parallel` sink.
+impl<I, F: Clone> Clone for ForEachAsync<I, F> {
+    fn clone(&self) -> Self {
+        ForEachAsync {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}

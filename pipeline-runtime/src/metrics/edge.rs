@@ -1,7 +1,21 @@
-use std::sync::Arc;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use metrics::Gauge;
 
 use super::StageStats;
+use super::observe::{DEFAULT_PIPELINE_NAME, EdgeObservers};
+
+/// The queue of a channel edge, as the counters of its producers see it.
+pub(crate) trait EdgeQueue: Send + Sync + fmt::Debug {
+    /// Items queued on the edge now.
+    fn queued_items(&self) -> usize;
+
+    /// Keeps `gauge` set to the edge's depth from now on, whenever items
+    /// are queued or taken.
+    fn watch(&self, gauge: Gauge);
+}
 
 /// Live counters of one edge between two stages.
 ///
@@ -22,6 +36,15 @@ use super::StageStats;
 /// the counters costs one atomic add per chunk, not per item; drops are
 /// recorded where they happen (in the edge, for its `on_full` policy), so a
 /// live snapshot shows them as they occur.
+///
+/// An edge that is a channel also knows its queue (once an
+/// [`Output`](crate::fan::Output) wraps its sender), so a snapshot shows
+/// how many items wait on it ([`queued`](Self::queued)). Once
+/// [`observe`](Self::observe) has been called, drops also count in
+/// `pipeline_items_dropped_total` of the producing stage, and, when a
+/// recorder records, the queue depth and the producer's send waits go to
+/// `pipeline_queue_depth` and `pipeline_send_wait_seconds` (see
+/// [`crate::metrics`]).
 #[derive(Debug)]
 pub struct EdgeStats {
     from: &'static str,
@@ -32,6 +55,9 @@ pub struct EdgeStats {
     /// For an edge inside a fused chain: the stage it feeds, whose input
     /// count is the edge's count (no channel, so nothing to count twice).
     fused_into: Option<Arc<StageStats>>,
+    /// The channel's queue, once a producer's output is attached.
+    queue: OnceLock<Arc<dyn EdgeQueue>>,
+    observers: OnceLock<EdgeObservers>,
 }
 
 impl EdgeStats {
@@ -46,6 +72,8 @@ impl EdgeStats {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             fused_into: None,
+            queue: OnceLock::new(),
+            observers: OnceLock::new(),
         }
     }
 
@@ -87,7 +115,80 @@ impl EdgeStats {
     pub fn record_dropped(&self, items: u64) {
         if items != 0 {
             self.dropped.fetch_add(items, Relaxed);
+            if let Some(o) = self.observers.get() {
+                o.dropped.increment(items);
+            }
         }
+    }
+
+    /// Registers the edge's `metrics` handles, labelled `pipeline`, `from`
+    /// and `to` (its drops: `pipeline` and `stage`, the producer), with the
+    /// recorder in effect now; if that recorder records, the edge's queue
+    /// depth is published from now on. An edge inside a fused chain (no
+    /// queue, no waits, no drops) registers nothing. Only the first call counts: the
+    /// [`Pipeline`](crate::lifecycle::Pipeline) calls it as it starts, and
+    /// an [`Output`](crate::fan::Output) with the default pipeline name
+    /// when it first ships, in case nothing did.
+    pub fn observe(&self, pipeline: &'static str) {
+        self.observers.get_or_init(|| {
+            if self.fused_into.is_some() {
+                return EdgeObservers::fused();
+            }
+            let observers = EdgeObservers::register(pipeline, self.from, self.to);
+            if observers.timed
+                && let Some(queue) = self.queue.get()
+            {
+                queue.watch(observers.depth.clone());
+            }
+            observers
+        });
+    }
+
+    /// Starts timing a send for `pipeline_send_wait_seconds`: the current
+    /// time if a recorder records, else `None` (and no clock is read).
+    #[inline]
+    pub(crate) fn start_send(&self) -> Option<std::time::Instant> {
+        let observers = match self.observers.get() {
+            Some(observers) => observers,
+            None => {
+                self.observe(DEFAULT_PIPELINE_NAME);
+                self.observers.get()?
+            }
+        };
+        observers.timed.then(std::time::Instant::now)
+    }
+
+    /// Records the time since [`start_send`](Self::start_send).
+    #[inline]
+    pub(crate) fn finish_send(&self, started: Option<std::time::Instant>) {
+        if let (Some(started), Some(o)) = (started, self.observers.get()) {
+            o.send_wait.record(started.elapsed());
+        }
+    }
+
+    /// Attaches the channel's queue, whose depth the edge then reports.
+    /// The first queue attached stays.
+    pub(crate) fn attach_queue(&self, queue: Arc<dyn EdgeQueue>) {
+        if self.queue.set(queue).is_ok()
+            && let (Some(queue), Some(o)) = (self.queue.get(), self.observers.get())
+            && o.timed
+        {
+            queue.watch(o.depth.clone());
+        }
+    }
+
+    /// Items queued on the edge now: `None` for an edge inside a fused
+    /// chain (no queue), or one whose queue was never attached. On a merge,
+    /// every edge into the node shares one queue and reports all of it.
+    pub fn queued(&self) -> Option<u64> {
+        self.queue_probe().map(|(_, items)| items)
+    }
+
+    /// The queue's identity (to count a shared queue once) and depth.
+    pub(crate) fn queue_probe(&self) -> Option<(usize, u64)> {
+        let queue = self.queue.get()?;
+        let id = Arc::as_ptr(queue).cast::<()>() as usize;
+        Some((id, queue.queued_items() as u64))
     }
 
     /// Items shipped into the edge so far, delivered or dropped.

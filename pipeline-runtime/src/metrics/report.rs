@@ -156,6 +156,10 @@ pub struct EdgeReport {
     pub sent: u64,
     /// Items dropped at the edge because its buffer was full.
     pub dropped: u64,
+    /// Items queued on the edge when it was read (see
+    /// [`EdgeStats::queued`]); zero for an edge inside a fused chain. At
+    /// the end of a completed run, zero.
+    pub queued: u64,
 }
 
 impl EdgeReport {
@@ -167,6 +171,7 @@ impl EdgeReport {
             port: stats.port(),
             sent: stats.sent(),
             dropped: stats.dropped(),
+            queued: stats.queued().unwrap_or(0),
         }
     }
 }

@@ -1,5 +1,12 @@
+use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
+use tokio::time::Instant;
+use tracing::Span;
+
+use super::observe::StageObservers;
+use super::state::StageStatus;
 use crate::graph::NodeKind;
 use crate::policy::BreakerState;
 
@@ -13,6 +20,17 @@ use crate::policy::BreakerState;
 /// An accumulator holds items for a while before they leave in an output:
 /// while it runs, the items it holds ([`items_held`](Self::items_held)) are
 /// in flight and complete the sum; once it has finished, it holds none.
+///
+/// # Observability
+///
+/// Once [`observe`](Self::observe) has been called (the
+/// [`Pipeline`](crate::lifecycle::Pipeline) does it as it starts), every
+/// `record_*` method also adds to the stage's `metrics` counters (see
+/// [`crate::metrics`]), still once per chunk. The stage also keeps its
+/// [status](Self::status), when it [ended](Self::ended_at) and its
+/// [last error](Self::last_error), which
+/// [`PipelineHandle::inspect`](crate::lifecycle::PipelineHandle::inspect)
+/// shows.
 #[derive(Debug)]
 pub struct StageStats {
     name: &'static str,
@@ -26,6 +44,12 @@ pub struct StageStats {
     dead_lettered: AtomicU64,
     accumulator: AccumulatorCounters,
     policy: PolicyCounters,
+    /// A [`StageStatus`], as [`status_code`].
+    status: AtomicU8,
+    ended: OnceLock<Instant>,
+    /// Written only when an item fails, so the fast path never locks it.
+    last_error: Mutex<Option<String>>,
+    observers: OnceLock<StageObservers>,
 }
 
 /// Counters of a stage's error policy and circuit breaker.
@@ -218,7 +242,120 @@ impl StageStats {
             dead_lettered: AtomicU64::new(0),
             accumulator: AccumulatorCounters::default(),
             policy: PolicyCounters::default(),
+            status: AtomicU8::new(status_code(StageStatus::Running)),
+            ended: OnceLock::new(),
+            last_error: Mutex::new(None),
+            observers: OnceLock::new(),
         }
+    }
+
+    /// Registers the stage's `metrics` handles (labelled `pipeline` and
+    /// `stage`) with the recorder in effect now, and makes its `tracing`
+    /// span, named `stage` with the fields `pipeline`, `stage` and `kind`.
+    ///
+    /// Only the first call counts: the [`Pipeline`](crate::lifecycle::Pipeline)
+    /// calls it with its [name](crate::lifecycle::Pipeline::named) as it
+    /// starts, and a fused stage calls it with
+    /// [`DEFAULT_PIPELINE_NAME`](super::DEFAULT_PIPELINE_NAME) in its
+    /// `init` in case nothing did (a chain driven by hand).
+    pub fn observe(&self, pipeline: &'static str) {
+        self.observers
+            .get_or_init(|| StageObservers::register(pipeline, self.name, self.kind));
+    }
+
+    /// The name of the pipeline the stage reports under, once
+    /// [`observe`](Self::observe) has been called.
+    pub fn pipeline(&self) -> Option<&'static str> {
+        self.observed().map(|o| o.pipeline)
+    }
+
+    #[inline]
+    fn observed(&self) -> Option<&StageObservers> {
+        self.observers.get()
+    }
+
+    /// The stage's `tracing` span (disabled until [`observe`](Self::observe)
+    /// has been called, or if no subscriber wants it). The runtime enters
+    /// it around each chunk a stage processes.
+    pub fn span(&self) -> &Span {
+        static NONE: Span = Span::none();
+        self.observed().map_or(&NONE, |o| &o.span)
+    }
+
+    /// Starts timing a chunk for `pipeline_stage_chunk_seconds`: the
+    /// current time if a recorder records, else `None` (and no clock is
+    /// read). Pass it to [`finish_chunk`](Self::finish_chunk).
+    #[inline]
+    pub fn start_chunk(&self) -> Option<std::time::Instant> {
+        self.observed()?.start()
+    }
+
+    /// Records the time since [`start_chunk`](Self::start_chunk) in
+    /// `pipeline_stage_chunk_seconds`; does nothing given `None`.
+    #[inline]
+    pub fn finish_chunk(&self, started: Option<std::time::Instant>) {
+        if let (Some(started), Some(o)) = (started, self.observed()) {
+            o.chunk_seconds.record(started.elapsed());
+        }
+    }
+
+    /// Marks the stage as ended: [`Finished`](StageStatus::Finished) if
+    /// `ok`, else [`Failed`](StageStatus::Failed), and notes the time. Only
+    /// the first call counts. A fused stage calls it when it closes; the
+    /// pipeline calls it for every stage still running when its run ends.
+    pub fn finish(&self, ok: bool) {
+        let status = if ok {
+            StageStatus::Finished
+        } else {
+            StageStatus::Failed
+        };
+        if self
+            .status
+            .compare_exchange(
+                status_code(StageStatus::Running),
+                status_code(status),
+                Relaxed,
+                Relaxed,
+            )
+            .is_ok()
+        {
+            let _ = self.ended.set(Instant::now());
+        }
+    }
+
+    /// Whether the stage is running, finished or failed.
+    pub fn status(&self) -> StageStatus {
+        match self.status.load(Relaxed) {
+            1 => StageStatus::Finished,
+            2 => StageStatus::Failed,
+            _ => StageStatus::Running,
+        }
+    }
+
+    /// When the stage ended ([`finish`](Self::finish)), if it has.
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.ended.get().copied()
+    }
+
+    /// Records why an item (or the stage) failed, as the stage's
+    /// [last error](Self::last_error). Called only on failure: it formats
+    /// the error and takes a lock.
+    pub fn record_error(&self, error: impl fmt::Display) {
+        let message = error.to_string();
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    /// The last error recorded with [`record_error`](Self::record_error):
+    /// of a failed item (logged, dead-lettered or failing the pipeline), a
+    /// failed source read, or the stage's failed `init` or `close`.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The stage's name.
@@ -243,17 +380,30 @@ impl StageStats {
         if failed != 0 {
             self.failed.fetch_add(failed, Relaxed);
         }
+        if let Some(o) = self.observed() {
+            o.items_in.increment(items_in);
+            o.items_out.increment(items_out);
+            if failed != 0 {
+                o.failed.increment(failed);
+            }
+        }
     }
 
     /// Records items produced by a source.
     #[inline]
     pub fn record_produced(&self, items: u64) {
         self.items_out.fetch_add(items, Relaxed);
+        if let Some(o) = self.observed() {
+            o.items_out.increment(items);
+        }
     }
 
     /// Records a source read that failed.
     pub fn record_source_error(&self) {
         self.failed.fetch_add(1, Relaxed);
+        if let Some(o) = self.observed() {
+            o.failed.increment(1);
+        }
     }
 
     /// Records items that failed and were handed to the stage's `errors`
@@ -264,6 +414,9 @@ impl StageStats {
         if items != 0 {
             self.passed.fetch_sub(items, Relaxed);
             self.dead_lettered.fetch_add(items, Relaxed);
+            if let Some(o) = self.observed() {
+                o.dead_lettered.increment(items);
+            }
         }
     }
 
@@ -295,6 +448,20 @@ impl StageStats {
         add(&acc.bytes_spilled, delta.bytes_spilled);
         for (counter, reason) in acc.flushes.iter().zip(FlushReason::ALL) {
             add(counter, delta.flushes.get(reason));
+        }
+        if let Some(o) = self.observed() {
+            o.items_in.increment(delta.taken);
+            o.items_out.increment(delta.outputs);
+            o.failed.increment(delta.failed);
+            o.dead_lettered.increment(delta.dead_lettered);
+            if let Some(flushes) = &o.flushes {
+                for (counter, reason) in flushes.iter().zip(FlushReason::ALL) {
+                    let n = delta.flushes.get(reason);
+                    if n != 0 {
+                        counter.increment(n);
+                    }
+                }
+            }
         }
     }
 
@@ -358,6 +525,9 @@ impl StageStats {
     /// Records items dropped by a full buffer.
     pub fn record_dropped(&self, items: u64) {
         self.dropped.fetch_add(items, Relaxed);
+        if let Some(o) = self.observed() {
+            o.dropped.increment(items);
+        }
     }
 
     /// Items taken in so far.
@@ -431,6 +601,14 @@ impl StageStats {
             expired: f[4].load(Relaxed),
             stop: f[5].load(Relaxed),
         }
+    }
+}
+
+fn status_code(status: StageStatus) -> u8 {
+    match status {
+        StageStatus::Running => 0,
+        StageStatus::Finished => 1,
+        StageStatus::Failed => 2,
     }
 }
 

@@ -28,6 +28,12 @@
 //! holds fewer items than free workers could take, it is split evenly
 //! between them, so a trickle of input is still spread.
 //!
+//! A worker handles the items of its chunk one after the other (unless the
+//! stage's `process_chunk` does better), so for `io` the concurrency is in
+//! chunks: a small `chunk` (1 to 16) gives the limit fine steps and many
+//! latency samples; a large one suits a stage that batches its calls per
+//! chunk.
+//!
 //! # Bounds, and why
 //!
 //! Workers run on other threads, so everything that crosses to them must

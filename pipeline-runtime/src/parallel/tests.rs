@@ -933,3 +933,65 @@ async fn an_empty_input_ends_at_once_and_closes_every_worker() {
     assert!(drain(&mut head, |_| {}).await.unwrap().is_empty());
     assert_eq!((inits.load(SeqCst), closes.load(SeqCst)), (3, 3));
 }
+
+/// Spins 20 µs per item, counting the chunks being processed at once.
+#[derive(Clone)]
+struct Spinning {
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl crate::stage::SyncStage<u64> for Spinning {
+    type Out = u64;
+    type Error = Infallible;
+
+    fn process(
+        &mut self,
+        item: u64,
+        out: &mut Emit<'_, u64>,
+        _: &StageContext,
+    ) -> Result<(), Infallible> {
+        out.emit(item);
+        Ok(())
+    }
+
+    fn process_chunk(
+        &mut self,
+        input: &mut Vec<u64>,
+        out: &mut Vec<u64>,
+        failures: &mut Failures<Infallible>,
+        _: &StageContext,
+    ) {
+        let active = self.active.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(active, SeqCst);
+        let until = std::time::Instant::now() + Duration::from_micros(20) * input.len() as u32;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.active.fetch_sub(1, SeqCst);
+        failures.note_passed(input.len());
+        out.append(input);
+    }
+}
+crate::sync_stage!(Spinning: u64);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_process_chunks_at_the_same_time_on_a_multi_thread_runtime() {
+    let stage = Spinning {
+        active: Arc::default(),
+        peak: Arc::default(),
+    };
+    let peak = Arc::clone(&stage.peak);
+    let mut head = ParallelHead::new(
+        feed((0..4000).collect()),
+        clones(stage),
+        |w| spawn(w.run()),
+        Parallelism::Fixed(2),
+        Ordering::Ordered,
+        stats("spinning"),
+        16,
+    );
+    let out = drain(&mut head, |_| {}).await.unwrap();
+    assert_eq!(out, (0..4000).collect::<Vec<u64>>());
+    assert_eq!(peak.load(SeqCst), 2, "both workers were busy at once");
+}

@@ -64,3 +64,13 @@ impl<I, F> fmt::Debug for Filter<I, F> {
 }
 
 crate::sync_stage!(impl[I, B: Into<bool>, F: FnMut(&I) -> B] Filter<I, F>: I where);
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for Filter<I, F> {
+    fn clone(&self) -> Self {
+        Filter {
+            predicate: self.predicate.clone(),
+            _in: PhantomData,
+        }
+    }
+}

@@ -59,3 +59,13 @@ impl<I, F> fmt::Debug for FilterMap<I, F> {
 }
 
 crate::sync_stage!(impl[I, O, F: FnMut(I) -> Option<O>] FilterMap<I, F>: I where);
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for FilterMap<I, F> {
+    fn clone(&self) -> Self {
+        FilterMap {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}

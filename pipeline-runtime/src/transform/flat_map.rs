@@ -49,3 +49,13 @@ impl<I, F> fmt::Debug for FlatMap<I, F> {
 }
 
 crate::sync_stage!(impl[I, U: IntoIterator, F: FnMut(I) -> U] FlatMap<I, F>: I where);
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for FlatMap<I, F> {
+    fn clone(&self) -> Self {
+        FlatMap {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}

@@ -60,3 +60,13 @@ impl<I, F> fmt::Debug for Inspect<I, F> {
 }
 
 crate::sync_stage!(impl[I, R, F: FnMut(&I) -> R] Inspect<I, F>: I where);
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for Inspect<I, F> {
+    fn clone(&self) -> Self {
+        Inspect {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}

@@ -53,3 +53,13 @@ impl<I, F> fmt::Debug for Map<I, F> {
 }
 
 crate::sync_stage!(impl[I, O, F: FnMut(I) -> O] Map<I, F>: I where);
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for Map<I, F> {
+    fn clone(&self) -> Self {
+        Map {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}

@@ -45,3 +45,13 @@ impl<I, F> fmt::Debug for Then<I, F> {
         f.write_str("Then")
     }
 }
+
+// Cloned for each worker of a `parallel` stage.
+impl<I, F: Clone> Clone for Then<I, F> {
+    fn clone(&self) -> Self {
+        Then {
+            f: self.f.clone(),
+            _in: PhantomData,
+        }
+    }
+}
