@@ -4,8 +4,15 @@
 //! | --- | --- | --- | --- | --- |
 //! | complete | exhausted | all processed | run | `Ok(Report)` |
 //! | [`stop`](PipelineHandle::stop) | stop reading at the next chunk | all processed | run | `Ok(Report)` with `stopped` |
+//! | an item fails under `on_error = fail` | stop reading at the next chunk | all processed (the other chains drain) | run | `Err(Error::ItemFailed)` naming the stage and item |
 //! | [`abort`](PipelineHandle::abort) | dropped | dropped | not run | `Err(Error::Aborted)` |
 //! | a stage's `init` or `close` fails | stop | dropped | not run | `Err(Error::Init / Close)` |
+//!
+//! Accumulators flush their open state on complete, stop and fail (or send
+//! it to their `errors` port with `partial_flush = false`), and lose it on
+//! abort. Each row has a test: `tests/lifecycle.rs` (complete, stop, abort,
+//! init), `tests/options.rs` (`on_error = fail`), `tests/accumulate.rs`
+//! (stop flushes open batches).
 //!
 //! While it runs, a [`PipelineHandle`] shows each stage's
 //! [`StageState`]: its status, the queues around it, its counters, its
