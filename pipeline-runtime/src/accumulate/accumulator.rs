@@ -3,6 +3,8 @@
 
 use std::hash::Hash;
 
+use tokio::time::Instant;
+
 use super::Policy;
 
 /// What [`Accumulator::check`] says about a key's state after an update.
@@ -30,7 +32,9 @@ pub enum Completeness<O> {
 /// if the key has none, [`update`](Self::update)s it with the item and
 /// [`check`](Self::check)s whether it is complete. The policy's limits,
 /// latency and ttl, and the end of the input, close a state early with
-/// [`flush`](Self::flush).
+/// [`flush`](Self::flush). (It calls the `open_at`, `update_sized` and
+/// `flush_at` forms, which also tell the time or the item's size; their
+/// defaults call the plain ones.)
 ///
 /// The built-in [`BatchBy`](super::BatchBy) (for `accumulate(key = ..)`
 /// and `batch(..)`) gathers items into a [`Batch`](crate::batch::Batch) and
@@ -97,6 +101,18 @@ pub trait Accumulator<T> {
     /// for its first item after each flush).
     fn open(&mut self, key: &Self::Key) -> Self::State;
 
+    /// [`open`](Self::open), told the time: when the chunk of input that
+    /// holds the key's first item was taken. The engine calls this one, and
+    /// reads the clock once per chunk rather than once per state; the
+    /// default ignores the time and calls `open`. Override it to keep the
+    /// time, as [`BatchBy`](super::BatchBy) does for the window start of a
+    /// [`Batch`](crate::batch::Batch).
+    #[inline]
+    fn open_at(&mut self, key: &Self::Key, now: Instant) -> Self::State {
+        let _ = now;
+        self.open(key)
+    }
+
     /// Adds `item` to the state of its `key`.
     fn update(&mut self, key: &Self::Key, state: &mut Self::State, item: T);
 
@@ -109,6 +125,27 @@ pub trait Accumulator<T> {
     fn update_sized(&mut self, key: &Self::Key, state: &mut Self::State, item: T, size: u64) {
         let _ = size;
         self.update(key, state, item);
+    }
+
+    /// Whether every state keeps count of its items and of the sizes
+    /// [`update_sized`](Self::update_sized) gave it, which
+    /// [`held`](Self::held) reads, as [`BatchBy`](super::BatchBy)'s does
+    /// (its batch's length and byte total). The engine needs both counts
+    /// (for `max_items` and `max_bytes`, and for the items and bytes it
+    /// reports); when the states keep them, it keeps none of its own beside
+    /// each state, which makes its per-key memory smaller and saves a write
+    /// on every item. The default, `false`, has the engine count.
+    const COUNTS_ITSELF: bool = false;
+
+    /// How many items `state` holds, and the sizes
+    /// [`update_sized`](Self::update_sized) gave them, summed: read only
+    /// when [`COUNTS_ITSELF`](Self::COUNTS_ITSELF) is `true`, and then it
+    /// must count every item given since [`open`](Self::open). The default
+    /// returns zeros.
+    #[inline]
+    fn held(&self, state: &Self::State) -> (usize, u64) {
+        let _ = state;
+        (0, 0)
     }
 
     /// Whether the state of `key` is complete, checked after each update.
@@ -124,6 +161,18 @@ pub trait Accumulator<T> {
     /// reached, `max_latency` or `ttl` ran out, or the input ended. `None`
     /// emits nothing (the state's items are counted as filtered).
     fn flush(&mut self, key: Self::Key, state: Self::State) -> Option<Self::Out>;
+
+    /// [`flush`](Self::flush), told the time: when the engine let go of the
+    /// state (the time it took the chunk of input, or woke up for a
+    /// deadline, or saw the input end). The engine calls this one; the
+    /// default ignores the time and calls `flush`. Override it to keep the
+    /// time, as [`BatchBy`](super::BatchBy) does for the window end of a
+    /// [`Batch`](crate::batch::Batch).
+    #[inline]
+    fn flush_at(&mut self, key: Self::Key, state: Self::State, now: Instant) -> Option<Self::Out> {
+        let _ = now;
+        self.flush(key, state)
+    }
 
     /// An estimate of the memory `state` takes, in bytes: what `spill`'s
     /// `max_memory` budget counts. The default is the size of the state

@@ -26,8 +26,12 @@ const FIRST_RESERVE: usize = 128;
 ///
 /// A batch is never complete on its own: the policy's limits, latency, ttl
 /// and the end of the input flush it. Its window starts when its first item
-/// arrives and ends when it is flushed; its byte total is the sum of its
-/// items' sizes.
+/// arrives and ends when it is flushed (in an accumulation, which reads the
+/// clock once per chunk of input: when it took the chunk holding that item,
+/// and when it let go of the batch); its byte total is the sum of its
+/// items' sizes. A batch counts its items and bytes itself
+/// ([`COUNTS_ITSELF`](Accumulator::COUNTS_ITSELF)), so the accumulation
+/// keeps nothing else per key.
 ///
 /// A new batch reserves room for as many items as the last batch flushed
 /// had (at most `max_items`, and at most 4096), and for at most 128 before
@@ -86,11 +90,17 @@ impl<F> BatchBy<F> {
 }
 
 /// The state of one key in a [`BatchBy`]: the batch being gathered.
+///
+/// Kept small, as an accumulation holds one per open key: the window start
+/// is stored as nanoseconds from an instant taken once per process (exact,
+/// also under paused `tokio` time; a start more than 292 years away from it
+/// is clamped).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)]
 pub struct BatchState<T> {
     items: Vec<T>,
-    start: Instant,
     bytes: u64,
+    start: i64,
 }
 
 impl<T> BatchState<T> {
@@ -101,7 +111,7 @@ impl<T> BatchState<T> {
 
     /// When the first item arrived.
     pub fn window_start(&self) -> Instant {
-        self.start
+        from_offset(self.start)
     }
 
     /// The items' sizes, summed.
@@ -125,11 +135,18 @@ where
     }
 
     #[inline]
-    fn open(&mut self, _: &K) -> BatchState<T> {
+    fn open(&mut self, key: &K) -> BatchState<T> {
+        self.open_at(key, Instant::now())
+    }
+
+    /// The window starts at `now`: the engine's time for the chunk that
+    /// holds the first item.
+    #[inline]
+    fn open_at(&mut self, _: &K, now: Instant) -> BatchState<T> {
         BatchState {
             items: Vec::with_capacity(self.reserve),
-            start: Instant::now(),
             bytes: 0,
+            start: to_offset(now),
         }
     }
 
@@ -144,15 +161,25 @@ where
         state.bytes += size;
     }
 
+    /// A batch counts its items (its length) and their sizes (its byte
+    /// total): the engine reads them rather than counting.
+    const COUNTS_ITSELF: bool = true;
+
+    #[inline]
+    fn held(&self, state: &BatchState<T>) -> (usize, u64) {
+        (state.items.len(), state.bytes)
+    }
+
     fn flush(&mut self, key: K, state: BatchState<T>) -> Option<Batch<T, K>> {
+        self.flush_at(key, state, Instant::now())
+    }
+
+    /// The window ends at `now`: the engine's time when it let go of the
+    /// batch.
+    fn flush_at(&mut self, key: K, state: BatchState<T>, now: Instant) -> Option<Batch<T, K>> {
         self.reserve = state.items.len().min(self.cap);
-        Some(Batch::new(
-            key,
-            state.items,
-            state.start,
-            Instant::now(),
-            state.bytes,
-        ))
+        let start = from_offset(state.start);
+        Some(Batch::new(key, state.items, start, now, state.bytes))
     }
 
     /// The state, plus the items' own size times the room the batch has
@@ -169,11 +196,34 @@ where
     }
 }
 
-/// The instant spilled window starts are measured from, taken once per
-/// process: spill files never outlive the process that wrote them.
+/// The instant window starts are measured from, taken once per process
+/// (spill files never outlive the process that wrote them).
 fn instant_base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
+}
+
+/// `instant` as signed nanoseconds from [`instant_base`], clamped to what
+/// an `i64` holds (292 years either way).
+fn to_offset(instant: Instant) -> i64 {
+    let base = instant_base();
+    match instant.checked_duration_since(base) {
+        Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        None => i64::try_from(base.duration_since(instant).as_nanos()).map_or(-i64::MAX, |n| -n),
+    }
+}
+
+/// The instant `offset` nanoseconds from [`instant_base`].
+fn from_offset(offset: i64) -> Instant {
+    let base = instant_base();
+    let nanos = Duration::from_nanos(offset.unsigned_abs());
+    let instant = if offset >= 0 {
+        base.checked_add(nanos)
+    } else {
+        base.checked_sub(nanos)
+    };
+    // Offsets come from instants, which are back where they were.
+    instant.unwrap_or(base)
 }
 
 /// Encoded as its items (a `Vec<T>`), its byte total (`u64`), and its window
@@ -186,17 +236,8 @@ impl<T: Spill> Spill for BatchState<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         self.items.encode(out);
         self.bytes.encode(out);
-        let base = instant_base();
-        match self.start.checked_duration_since(base) {
-            Some(after) => {
-                out.push(0);
-                after.encode(out);
-            }
-            None => {
-                out.push(1);
-                base.saturating_duration_since(self.start).encode(out);
-            }
-        }
+        out.push(u8::from(self.start < 0));
+        Duration::from_nanos(self.start.unsigned_abs()).encode(out);
     }
 
     fn decode(input: &mut &[u8]) -> Result<Self, SpillError> {
@@ -204,10 +245,10 @@ impl<T: Spill> Spill for BatchState<T> {
         let bytes = u64::decode(input)?;
         let direction = u8::decode(input)?;
         let offset = Duration::decode(input)?;
-        let base = instant_base();
+        let nanos = i64::try_from(offset.as_nanos()).ok();
         let start = match direction {
-            0 => base.checked_add(offset),
-            1 => base.checked_sub(offset),
+            0 => nanos,
+            1 => nanos.map(|n| -n),
             other => {
                 return Err(SpillError::InvalidData {
                     what: "BatchState",
@@ -221,8 +262,8 @@ impl<T: Spill> Spill for BatchState<T> {
         })?;
         Ok(BatchState {
             items,
-            start,
             bytes,
+            start,
         })
     }
 }

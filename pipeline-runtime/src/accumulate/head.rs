@@ -1,11 +1,15 @@
 //! The engine of an accumulation: [`AccumulateHead`], the head of a chain
 //! fed by an edge.
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::collections::hash_map::{Entry, HashMap};
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -22,7 +26,7 @@ use crate::metrics::{AccumulatorDelta, AccumulatorGauges, FlushReason, StageStat
 use crate::stage::{Pull, StageContext};
 
 /// The hasher of the per-key map.
-type Hasher = foldhash::fast::RandomState;
+type RandomState = foldhash::fast::RandomState;
 
 /// The item size an accumulation uses when none is given: the size of the
 /// item's type, `size_of::<T>()` (memory it points to is not counted).
@@ -38,22 +42,292 @@ fn flush_reason(why: &UnfinishedReason) -> FlushReason {
     }
 }
 
-/// The open state of one key, with what the engine knows about it.
-struct Slot<S> {
-    /// `None` while the state is spilled to disk.
-    state: Option<S>,
-    /// Items in the state.
-    items: u64,
-    /// Their sizes, summed.
+/// A key in the map, with the `seq` of its open state kept beside it, in
+/// the room a small key leaves before an 8-byte aligned slot.
+///
+/// It hashes and compares as its key, and the map is looked up with `&K`.
+/// `seq` is an atomic only to be written through a shared reference (the
+/// map hands out its keys only so); it is read and written with `Relaxed`,
+/// plain loads and stores.
+struct Keyed<K> {
+    key: K,
+    seq: AtomicU32,
+}
+
+impl<K> Keyed<K> {
+    fn new(key: K, seq: u32) -> Self {
+        Keyed {
+            key,
+            seq: AtomicU32::new(seq),
+        }
+    }
+
+    fn seq(&self) -> u32 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    fn set_seq(&self, seq: u32) {
+        self.seq.store(seq, Ordering::Relaxed);
+    }
+}
+
+impl<K: Hash> Hash for Keyed<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl<K: PartialEq> PartialEq for Keyed<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for Keyed<K> {}
+
+impl<K> Borrow<K> for Keyed<K> {
+    fn borrow(&self) -> &K {
+        &self.key
+    }
+}
+
+/// The state of a key as the engine holds it. The two variants without
+/// data fit in a niche of most states (a `Vec`'s capacity), so this is
+/// usually no larger than the state.
+enum Held<S> {
+    /// No open state: the key's last state closed and its next item opens
+    /// one in place.
+    Closed,
+    /// Open, on disk (only when spilling).
+    Spilled,
+    /// Open, in memory.
+    Open(S),
+}
+
+impl<S> Held<S> {
+    fn is_open(&self) -> bool {
+        !matches!(self, Held::Closed)
+    }
+
+    /// Takes the state out, leaving `Closed`.
+    fn take(&mut self) -> Held<S> {
+        std::mem::replace(self, Held::Closed)
+    }
+}
+
+/// What the engine keeps for one key, in one of two forms ([`Bare`] or
+/// [`Counted`]) chosen by the accumulator and the spiller.
+///
+/// A key keeps its slot when its state closes (`Held::Closed`), so that its
+/// next item reopens it in place: one lookup, no removal and no insertion.
+/// Closed slots are swept out of the map when they outnumber the open ones
+/// ([`Engine::sweep`]).
+#[expect(
+    clippy::mutable_key_type,
+    reason = "a key's `seq` takes no part in its hash or equality"
+)]
+trait Slot<T, A: Accumulator<T>>: Sized {
+    /// The map of slots of this form.
+    fn map(maps: &Maps<A::Key, A::State>) -> &Map<A::Key, Self>;
+
+    /// [`map`](Self::map), mutably.
+    fn map_mut(maps: &mut Maps<A::Key, A::State>) -> &mut Map<A::Key, Self>;
+
+    /// A slot with a state just opened as `seq` with one item of `size`
+    /// bytes.
+    fn opened(state: A::State, size: u64, seq: u32) -> Self;
+
+    /// A slot with no state.
+    fn closed() -> Self;
+
+    fn held(&self) -> &Held<A::State>;
+
+    fn held_mut(&mut self) -> &mut Held<A::State>;
+
+    /// Counts an item of `size` bytes about to be given to the state (in
+    /// memory), unless the state counts itself.
+    fn count(&mut self, size: u64);
+
+    /// The items and bytes the open state holds, in memory or on disk.
+    fn counts(&self, acc: &A) -> (u64, u64);
+
+    /// Counts the state (in memory) in the slot before it goes to disk.
+    fn keep_counts(&mut self, acc: &A);
+
+    /// The `seq` of the open state, for spilling's bookkeeping.
+    fn seq(&self) -> u32;
+
+    /// Gives the open state the `seq` number `seq`.
+    fn set_seq(&mut self, seq: u32);
+}
+
+/// A map of slots.
+type Map<K, L> = HashMap<Keyed<K>, L, RandomState>;
+
+/// The two maps, one for each form of slot; an engine only ever fills one.
+struct Maps<K, S> {
+    bare: Map<K, Bare<S>>,
+    counted: Map<K, Counted<S>>,
+}
+
+/// The slot of a state that counts its own items and bytes
+/// ([`Accumulator::COUNTS_ITSELF`]) and is never spilled: the state alone,
+/// so that an item reads and writes nothing beyond its key and its state.
+struct Bare<S> {
+    held: Held<S>,
+}
+
+/// The slot of every other state: the state with its counts (unless the
+/// state keeps them) and its `seq` (for spilling).
+#[repr(C)]
+struct Counted<S> {
+    /// Items in the state (unless it counts them itself while in memory).
+    /// A state never holds more than `u32::MAX` items ([`Limits::new`]).
+    items: u32,
+    seq: u32,
+    held: Held<S>,
+    /// The items' sizes, summed (unless the state keeps that sum while in
+    /// memory).
     bytes: u64,
-    /// Unique per opened state: tells a stale deadline from a live one, and
-    /// names the state's spill record.
-    id: u64,
-    /// When the state was last updated, in updates (for spilling the
-    /// coldest first).
+}
+
+impl<T, A: Accumulator<T>> Slot<T, A> for Bare<A::State> {
+    fn map(maps: &Maps<A::Key, A::State>) -> &Map<A::Key, Self> {
+        &maps.bare
+    }
+
+    fn map_mut(maps: &mut Maps<A::Key, A::State>) -> &mut Map<A::Key, Self> {
+        &mut maps.bare
+    }
+
+    #[inline]
+    fn opened(state: A::State, _: u64, _: u32) -> Self {
+        Bare {
+            held: Held::Open(state),
+        }
+    }
+
+    fn closed() -> Self {
+        Bare { held: Held::Closed }
+    }
+
+    #[inline(always)]
+    fn held(&self) -> &Held<A::State> {
+        &self.held
+    }
+
+    #[inline(always)]
+    fn held_mut(&mut self) -> &mut Held<A::State> {
+        &mut self.held
+    }
+
+    #[inline(always)]
+    fn count(&mut self, _: u64) {}
+
+    #[inline(always)]
+    fn counts(&self, acc: &A) -> (u64, u64) {
+        match &self.held {
+            Held::Open(state) => {
+                let (items, bytes) = acc.held(state);
+                (items as u64, bytes)
+            }
+            // Never spilled.
+            _ => (0, 0),
+        }
+    }
+
+    fn keep_counts(&mut self, _: &A) {}
+
+    fn seq(&self) -> u32 {
+        0
+    }
+
+    fn set_seq(&mut self, _: u32) {}
+}
+
+impl<T, A: Accumulator<T>> Slot<T, A> for Counted<A::State> {
+    fn map(maps: &Maps<A::Key, A::State>) -> &Map<A::Key, Self> {
+        &maps.counted
+    }
+
+    fn map_mut(maps: &mut Maps<A::Key, A::State>) -> &mut Map<A::Key, Self> {
+        &mut maps.counted
+    }
+
+    #[inline]
+    fn opened(state: A::State, size: u64, seq: u32) -> Self {
+        Counted {
+            items: 1,
+            seq,
+            held: Held::Open(state),
+            bytes: size,
+        }
+    }
+
+    fn closed() -> Self {
+        Counted {
+            items: 0,
+            seq: 0,
+            held: Held::Closed,
+            bytes: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn held(&self) -> &Held<A::State> {
+        &self.held
+    }
+
+    #[inline(always)]
+    fn held_mut(&mut self) -> &mut Held<A::State> {
+        &mut self.held
+    }
+
+    #[inline(always)]
+    fn count(&mut self, size: u64) {
+        if !A::COUNTS_ITSELF {
+            self.items += 1;
+            self.bytes += size;
+        }
+    }
+
+    #[inline(always)]
+    fn counts(&self, acc: &A) -> (u64, u64) {
+        match &self.held {
+            Held::Open(state) if A::COUNTS_ITSELF => {
+                let (items, bytes) = acc.held(state);
+                (items as u64, bytes)
+            }
+            _ => (u64::from(self.items), self.bytes),
+        }
+    }
+
+    fn keep_counts(&mut self, acc: &A) {
+        let (items, bytes) = <Self as Slot<T, A>>::counts(self, acc);
+        self.items = u32::try_from(items).unwrap_or(u32::MAX);
+        self.bytes = bytes;
+    }
+
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    fn set_seq(&mut self, seq: u32) {
+        self.seq = seq;
+    }
+}
+
+/// What spilling keeps about an open state, by its `seq` (only when the
+/// spiller is enabled).
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    /// When the state was last updated, in updates (the coldest spill
+    /// first).
     touched: u64,
-    /// The state's memory, as last estimated (while it is in memory).
+    /// The state's memory, as last estimated while in memory.
     memory: u64,
+    /// The spill record holding the state while it is on disk.
+    record: Option<u64>,
 }
 
 /// What the timer of a state does when it runs out.
@@ -68,7 +342,7 @@ enum Timer {
 /// A deadline of one opened state.
 struct Deadline<K> {
     at: Instant,
-    id: u64,
+    seq: u32,
     key: K,
 }
 
@@ -85,6 +359,14 @@ enum Closing<O> {
     /// The input ended.
     Stop,
 }
+
+/// The `seq` no state is given: marks the deadlines of closed states when
+/// the numbers are given out again.
+const STALE: u32 = u32::MAX;
+
+/// Closed slots are swept out of the map once they outnumber both the open
+/// ones and this.
+const MIN_SWEEP: usize = 1024;
 
 /// The policy in the form the engine checks it.
 #[derive(Debug, Clone, Copy)]
@@ -105,21 +387,32 @@ impl Limits {
             (None, Some(ttl)) => Some((ttl, Timer::Ttl)),
             (None, None) => None,
         };
+        // Item counts are `u32`: a state that reaches `u32::MAX` items is
+        // flushed as if that were its `max_items`.
+        let most = u64::from(u32::MAX);
         Limits {
-            max_items: policy.max_items.map_or(u64::MAX, |n| n.max(1) as u64),
+            max_items: policy
+                .max_items
+                .map_or(most, |n| (n.max(1) as u64).min(most)),
             max_bytes: policy.max_bytes.unwrap_or(u64::MAX),
             timer,
             partial_flush: policy.partial_flush,
         }
     }
 
+    /// Whether `max_bytes` is set: the engine's push is specialised on it,
+    /// so that without it no item reads a byte count.
+    fn has_max_bytes(&self) -> bool {
+        self.max_bytes != u64::MAX
+    }
+
     /// The limit an open state with `items` items of `bytes` bytes has
-    /// reached, if any.
+    /// reached, if any. `BYTES` says whether `max_bytes` is set.
     #[inline]
-    fn reached(&self, items: u64, bytes: u64) -> Option<FlushReason> {
+    fn reached<const BYTES: bool>(&self, items: u64, bytes: u64) -> Option<FlushReason> {
         if items >= self.max_items {
             Some(FlushReason::Items)
-        } else if bytes >= self.max_bytes {
+        } else if BYTES && bytes >= self.max_bytes {
             Some(FlushReason::Bytes)
         } else {
             None
@@ -127,21 +420,42 @@ impl Limits {
     }
 }
 
-/// Everything but the channels: the states, their deadlines and the
-/// counts.
+/// Everything but the channels: the per-key map, and the rest
+/// ([`Core`]), apart so that a slot of the map and the rest can be borrowed
+/// at once.
 struct Engine<T, A: Accumulator<T>, S, P> {
+    maps: Maps<A::Key, A::State>,
+    core: Core<T, A, S, P>,
+}
+
+/// The accumulator, the size function, the spiller, the deadlines and the
+/// counts.
+struct Core<T, A: Accumulator<T>, S, P> {
     acc: A,
     size: S,
     spill: P,
     limits: Limits,
-    map: HashMap<A::Key, Slot<A::State>, Hasher>,
+    /// When the chunk being pushed was taken.
+    now: Instant,
     /// One deadline per opened state, in the order they run out. Every
     /// state's timer has the same length, so states opened later run out
     /// later and a FIFO queue is a priority queue; closed states leave a
     /// stale entry that is skipped when it comes up.
     deadlines: VecDeque<Deadline<A::Key>>,
-    next_id: u64,
+    /// The `seq` of the next state opened. Numbers are given out again,
+    /// from 0 in the order of the open states, before this reaches
+    /// `seq_limit` ([`Engine::renumber`]), so that `u32` never wraps.
+    next_seq: u32,
+    /// `STALE` but in tests, which make it small to give numbers out again
+    /// often.
+    seq_limit: u32,
+    /// Slots in the map with no state.
+    closed: usize,
+    /// Spilling's bookkeeping of each open state, by `seq` (empty when not
+    /// spilling).
+    usage: HashMap<u32, Usage, RandomState>,
     tick: u64,
+    next_record: u64,
     items_held: u64,
     bytes_held: u64,
     /// Memory of the states in memory (kept only when spilling).
@@ -154,160 +468,573 @@ struct Engine<T, A: Accumulator<T>, S, P> {
     /// Whether a failed spill has been logged at `warn` already.
     spill_failed: bool,
     name: &'static str,
+    _items: PhantomData<fn(T)>,
 }
 
+impl<T, A: Accumulator<T>, S, P> Engine<T, A, S, P> {
+    /// The keys with an open state.
+    fn open_keys(&self) -> u64 {
+        let slots = self.maps.bare.len() + self.maps.counted.len();
+        (slots - self.core.closed) as u64
+    }
+}
+
+/// Runs `$f::<L>` on `$engine` with `L` the form of slot its accumulator
+/// and spiller use: [`Bare`] for a state that counts itself and is never
+/// spilled, [`Counted`] otherwise.
+macro_rules! with_slots {
+    ($engine:ident . $f:ident ( $($arg:expr),* )) => {
+        if A::COUNTS_ITSELF && !P::ENABLED {
+            $engine.$f::<Bare<A::State>>($($arg),*)
+        } else {
+            $engine.$f::<Counted<A::State>>($($arg),*)
+        }
+    };
+}
+
+#[expect(
+    clippy::mutable_key_type,
+    reason = "a key's `seq` takes no part in its hash or equality"
+)]
 impl<T, A, S, P> Engine<T, A, S, P>
 where
     A: Accumulator<T>,
     S: FnMut(&T) -> u64,
     P: Spiller<A::Key, A::State>,
 {
-    /// Takes one item: one hash lookup while the key's state is open.
-    #[inline]
-    fn push(&mut self, item: T, now: Instant, out: &mut Vec<A::Out>) {
-        // The key and size functions are the user's code run on each
-        // item: one that panics fails that item (counted, logged) instead
-        // of taking the whole accumulation, and its state, down with it.
-        let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (self.acc.key(&item), (self.size)(&item))
-        }));
-        let (key, size) = match measured {
-            Ok(measured) => measured,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
-                tracing::warn!(stage = self.name, panic = %message, "the key or size function panicked on an item; item dropped");
-                self.delta.failed += 1;
-                return;
-            }
-        };
-        self.items_held += 1;
-        self.bytes_held += size;
-        if let Some(slot) = self.map.get_mut(&key) {
-            let mut lost = None;
-            if P::ENABLED && slot.state.is_none() {
-                match self.spill.take(slot.id, &key) {
-                    Ok(state) => {
-                        let memory = self.acc.state_bytes(&state) as u64;
-                        slot.state = Some(state);
-                        slot.memory = memory;
-                        self.memory += memory;
-                        self.spilled_keys -= 1;
-                    }
-                    Err(error) => lost = Some(error),
+    /// Takes a chunk of items, emptying `items`.
+    fn push_chunk(&mut self, items: &mut Vec<T>, now: Instant, out: &mut Vec<A::Out>) {
+        with_slots!(self.push_chunk_in(items, now, out))
+    }
+
+    fn push_chunk_in<L: Slot<T, A>>(
+        &mut self,
+        items: &mut Vec<T>,
+        now: Instant,
+        out: &mut Vec<A::Out>,
+    ) {
+        let core = &mut self.core;
+        core.now = now;
+        core.items_held += items.len() as u64;
+        // Counted once for the chunk (releases meanwhile may take
+        // `bytes_held` below zero for a moment: it wraps).
+        let mut bytes = 0u64;
+        // Specialised on whether `max_bytes` is set, so that without it no
+        // item reads its state's byte count.
+        if core.limits.has_max_bytes() {
+            for item in items.drain(..) {
+                if let Some((key, size)) = self.core.measure(&item) {
+                    bytes += size;
+                    self.push::<L, true>(item, key, size, out);
                 }
             }
-            let closing = match (&mut slot.state, lost) {
-                (Some(state), None) if slot.bytes.saturating_add(size) <= self.limits.max_bytes => {
-                    self.acc.update_sized(&key, state, item, size);
-                    slot.items += 1;
-                    slot.bytes += size;
-                    if P::ENABLED {
-                        self.tick += 1;
-                        slot.touched = self.tick;
-                        let memory = self.acc.state_bytes(state) as u64;
-                        self.memory = self.memory + memory - slot.memory;
-                        slot.memory = memory;
+        } else {
+            for item in items.drain(..) {
+                if let Some((key, size)) = self.core.measure(&item) {
+                    bytes += size;
+                    self.push::<L, false>(item, key, size, out);
+                }
+            }
+        }
+        self.core.bytes_held = self.core.bytes_held.wrapping_add(bytes);
+    }
+
+    /// Takes one measured item: one hash lookup. The common case, the key's
+    /// state open in memory and not closing, is all here; the rest (a new
+    /// key, a closed slot, a spilled state, `max_bytes` overflowing, a state
+    /// that closes) is out of line, so that the common case keeps its
+    /// values in registers. `BYTES` says whether `max_bytes` is set.
+    #[inline(always)]
+    fn push<L: Slot<T, A>, const BYTES: bool>(
+        &mut self,
+        item: T,
+        key: A::Key,
+        size: u64,
+        out: &mut Vec<A::Out>,
+    ) {
+        let core = &mut self.core;
+        if let Some(slot) = L::map_mut(&mut self.maps).get_mut(&key)
+            && let Held::Open(_) = slot.held()
+            && (!BYTES || slot.counts(&core.acc).1.saturating_add(size) <= core.limits.max_bytes)
+        {
+            slot.count(size);
+            let seq = slot.seq();
+            let Held::Open(state) = slot.held_mut() else {
+                unreachable!("the state was just found open");
+            };
+            core.acc.update_sized(&key, state, item, size);
+            if P::ENABLED {
+                core.touch(seq, state);
+            }
+            // Counted before `check`, which may take from the state.
+            let held = A::COUNTS_ITSELF.then(|| core.acc.held(state));
+            let completeness = core.acc.check(&key, state);
+            let (items, bytes) = match held {
+                Some((items, bytes)) => (items as u64, bytes),
+                None => slot.counts(&core.acc),
+            };
+            let closing = match completeness {
+                Completeness::Incomplete => core
+                    .limits
+                    .reached::<BYTES>(items, bytes)
+                    .map(Closing::Flush),
+                Completeness::Complete(output) => Some(Closing::Complete(output)),
+                Completeness::Expired(partial) => Some(Closing::Expired(partial)),
+            };
+            if let Some(closing) = closing {
+                core.close_slot(key, slot, closing, out);
+            }
+            return;
+        }
+        self.push_rest::<L>(item, key, size, out);
+    }
+
+    /// [`push`](Self::push) but for the common case: the key has no slot,
+    /// or a closed one, or a spilled state, or the item would take its
+    /// state over `max_bytes`.
+    #[inline(never)]
+    fn push_rest<L: Slot<T, A>>(&mut self, item: T, key: A::Key, size: u64, out: &mut Vec<A::Out>) {
+        if self.core.next_seq >= self.core.seq_limit {
+            self.renumber::<L>();
+        }
+        let core = &mut self.core;
+        let now = core.now;
+        let map = L::map_mut(&mut self.maps);
+        let Some(slot) = map.get_mut(&key) else {
+            let seq = core.next_seq;
+            let (slot, closing) = core.open::<L>(&key, item, size);
+            match closing {
+                Some(closing) => core.close(key, slot, closing, now, out),
+                None => {
+                    map.insert(Keyed::new(key, seq), slot);
+                }
+            }
+            return;
+        };
+        if slot.held().is_open() {
+            match core.read_back(&key, slot) {
+                Err(error) => core.lose(key.clone(), take(slot), error),
+                Ok(()) => {
+                    let fits =
+                        slot.counts(&core.acc).1.saturating_add(size) <= core.limits.max_bytes;
+                    if fits {
+                        // It was spilled: back in memory, it takes the item
+                        // as usual.
+                        return self.push::<L, true>(item, key, size, out);
                     }
-                    let closing = match self.acc.check(&key, state) {
-                        Completeness::Incomplete => self
-                            .limits
-                            .reached(slot.items, slot.bytes)
-                            .map(Closing::Flush),
-                        Completeness::Complete(output) => Some(Closing::Complete(output)),
-                        Completeness::Expired(partial) => Some(Closing::Expired(partial)),
-                    };
-                    if let Some(closing) = closing {
-                        let (key, slot) = self.map.remove_entry(&key).expect("the slot is open");
-                        self.close(key, slot, closing, out);
+                    // The item would take the state over max_bytes: flush
+                    // the state first, then open a new one with the item.
+                    core.close(
+                        key.clone(),
+                        take(slot),
+                        Closing::Flush(FlushReason::Bytes),
+                        now,
+                        out,
+                    );
+                }
+            }
+        } else {
+            core.closed -= 1;
+        }
+        // The slot is closed: open it again in place.
+        let seq = core.next_seq;
+        let (opened, closing) = core.open::<L>(&key, item, size);
+        match closing {
+            Some(closing) => {
+                core.close(key, opened, closing, now, out);
+                core.closed += 1;
+            }
+            None => {
+                *slot = opened;
+                if let Some((keyed, _)) = map.get_key_value(&key) {
+                    keyed.set_seq(seq);
+                }
+            }
+        }
+    }
+
+    /// The first live deadline, dropping stale ones from the front.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        with_slots!(self.next_deadline_in())
+    }
+
+    fn next_deadline_in<L: Slot<T, A>>(&mut self) -> Option<Instant> {
+        let map = L::map(&self.maps);
+        while let Some(first) = self.core.deadlines.front() {
+            let live = map
+                .get_key_value(&first.key)
+                .is_some_and(|(keyed, slot)| slot.held().is_open() && keyed.seq() == first.seq);
+            if live {
+                return Some(first.at);
+            }
+            self.core.deadlines.pop_front();
+        }
+        None
+    }
+
+    /// Runs every deadline up to `now`. Returns whether a state was let go
+    /// of.
+    fn fire_due(&mut self, now: Instant, out: &mut Vec<A::Out>) -> bool {
+        with_slots!(self.fire_due_in(now, out))
+    }
+
+    fn fire_due_in<L: Slot<T, A>>(&mut self, now: Instant, out: &mut Vec<A::Out>) -> bool {
+        let Some((_, timer)) = self.core.limits.timer else {
+            return false;
+        };
+        let core = &mut self.core;
+        let map = L::map_mut(&mut self.maps);
+        let mut fired = false;
+        while core.deadlines.front().is_some_and(|d| d.at <= now) {
+            let Some(due) = core.deadlines.pop_front() else {
+                break;
+            };
+            let live = map
+                .get_key_value(&due.key)
+                .is_some_and(|(keyed, slot)| slot.held().is_open() && keyed.seq() == due.seq);
+            if !live {
+                continue;
+            }
+            let Some(slot) = map.get_mut(&due.key) else {
+                continue;
+            };
+            fired = true;
+            if let Err(error) = core.read_back(&due.key, slot) {
+                core.lose(due.key, take(slot), error);
+                core.closed += 1;
+                continue;
+            }
+            let closing = match timer {
+                Timer::Latency => Closing::Flush(FlushReason::Latency),
+                Timer::Ttl => Closing::Ttl,
+            };
+            core.close(due.key, take(slot), closing, now, out);
+            core.closed += 1;
+        }
+        fired
+    }
+
+    /// The input ended: lets go of every open state, oldest first.
+    fn close_all(&mut self, now: Instant, out: &mut Vec<A::Out>) {
+        with_slots!(self.close_all_in(now, out));
+    }
+
+    fn close_all_in<L: Slot<T, A>>(&mut self, now: Instant, out: &mut Vec<A::Out>) {
+        let mut open: Vec<_> = L::map_mut(&mut self.maps)
+            .drain()
+            .filter(|(_, slot)| slot.held().is_open())
+            .map(|(keyed, slot)| (keyed.seq(), keyed.key, slot))
+            .collect();
+        open.sort_unstable_by_key(|(seq, _, _)| *seq);
+        let core = &mut self.core;
+        core.closed = 0;
+        core.deadlines.clear();
+        for (_, key, mut slot) in open {
+            match core.read_back(&key, &mut slot) {
+                Ok(()) => core.close(key, slot, Closing::Stop, now, out),
+                Err(error) => core.lose(key, slot, error),
+            }
+        }
+    }
+
+    /// Drops the closed slots once they outnumber the open ones (and
+    /// [`MIN_SWEEP`]), so that keys that come and go do not pile up. Each
+    /// sweep follows at least as many closes as it visits slots.
+    fn sweep(&mut self) {
+        with_slots!(self.sweep_in());
+    }
+
+    fn sweep_in<L: Slot<T, A>>(&mut self) {
+        let map = L::map_mut(&mut self.maps);
+        let closed = self.core.closed;
+        if closed > MIN_SWEEP && closed > map.len() - closed {
+            map.retain(|_, slot| slot.held().is_open());
+            self.core.closed = 0;
+        }
+    }
+
+    /// Gives the open states `seq` numbers again, from 0 in the order they
+    /// were opened, so that numbers can keep growing without wrapping. The
+    /// deadlines of closed states become [`STALE`].
+    #[cold]
+    fn renumber<L: Slot<T, A>>(&mut self) {
+        let mut open: Vec<(&Keyed<A::Key>, &mut L)> = L::map_mut(&mut self.maps)
+            .iter_mut()
+            .filter(|(_, slot)| slot.held().is_open())
+            .collect();
+        open.sort_unstable_by_key(|(keyed, _)| keyed.seq());
+        let mut renumbered: HashMap<u32, u32, RandomState> =
+            HashMap::with_capacity_and_hasher(open.len(), RandomState::default());
+        for (seq, (keyed, slot)) in (0..).zip(open) {
+            renumbered.insert(keyed.seq(), seq);
+            keyed.set_seq(seq);
+            slot.set_seq(seq);
+        }
+        let core = &mut self.core;
+        for deadline in &mut core.deadlines {
+            deadline.seq = renumbered.get(&deadline.seq).copied().unwrap_or(STALE);
+        }
+        core.usage = core
+            .usage
+            .drain()
+            .filter_map(|(seq, usage)| Some((*renumbered.get(&seq)?, usage)))
+            .collect();
+        core.next_seq = u32::try_from(renumbered.len()).unwrap_or(STALE);
+    }
+
+    /// While the states in memory weigh more than the budget, spills the
+    /// least recently updated ones until they weigh at most three quarters
+    /// of it (so that the next few items do not spill again at once).
+    fn spill_cold(&mut self) {
+        with_slots!(self.spill_cold_in());
+    }
+
+    fn spill_cold_in<L: Slot<T, A>>(&mut self) {
+        let core = &mut self.core;
+        let budget = core.spill.max_memory();
+        if !P::ENABLED || core.memory <= budget {
+            return;
+        }
+        let target = budget - budget / 4;
+        let mut resident: Vec<(u64, u64)> = core
+            .usage
+            .values()
+            .filter(|usage| usage.record.is_none())
+            .map(|usage| (usage.touched, usage.memory))
+            .collect();
+        resident.sort_unstable();
+        let mut left = core.memory;
+        let mut coldest = None;
+        for (touched, memory) in resident {
+            if left <= target {
+                break;
+            }
+            left -= memory;
+            coldest = Some(touched);
+        }
+        let Some(coldest) = coldest else {
+            return;
+        };
+        for (keyed, slot) in L::map_mut(&mut self.maps) {
+            let Held::Open(state) = slot.held() else {
+                continue;
+            };
+            let Some(usage) = core.usage.get_mut(&slot.seq()) else {
+                continue;
+            };
+            if usage.touched > coldest {
+                continue;
+            }
+            let record = core.next_record;
+            match core.spill.put(record, &keyed.key, state) {
+                Ok(bytes) => {
+                    core.next_record += 1;
+                    usage.record = Some(record);
+                    core.memory -= usage.memory;
+                    // On disk the state is counted in its slot.
+                    slot.keep_counts(&core.acc);
+                    *slot.held_mut() = Held::Spilled;
+                    core.spilled_keys += 1;
+                    core.delta.bytes_spilled += bytes;
+                }
+                Err(error) => {
+                    // Tried again after the next chunk; said once.
+                    if !core.spill_failed {
+                        core.spill_failed = true;
+                        tracing::warn!(
+                            stage = core.name,
+                            %error,
+                            "cannot spill accumulator state; keeping it in memory"
+                        );
+                    } else {
+                        tracing::debug!(stage = core.name, %error, "cannot spill accumulator state");
                     }
                     return;
                 }
-                (_, Some(error)) => Err(error),
-                // The item would take the state over max_bytes: flush the
-                // state first, then open a new one with the item.
-                _ => Ok(Closing::Flush(FlushReason::Bytes)),
-            };
-            let (old_key, slot) = self.map.remove_entry(&key).expect("the slot is open");
-            match closing {
-                Ok(closing) => self.close(old_key, slot, closing, out),
-                Err(error) => self.lose(old_key, slot, error),
             }
         }
-        self.open(key, item, size, now, out);
     }
 
-    /// Opens a state for `key`, which has none, with its first item.
-    fn open(&mut self, key: A::Key, item: T, size: u64, now: Instant, out: &mut Vec<A::Out>) {
-        let Entry::Vacant(vacant) = self.map.entry(key) else {
-            unreachable!("a key with an open state is never opened again");
+    /// Publishes what happened since the last call.
+    fn publish(&mut self, stats: &StageStats) {
+        let gauges = AccumulatorGauges {
+            open_keys: self.open_keys(),
+            items_held: self.core.items_held,
+            bytes_held: self.core.bytes_held,
+            spilled_keys: self.core.spilled_keys,
         };
-        let mut state = self.acc.open(vacant.key());
-        self.acc.update_sized(vacant.key(), &mut state, item, size);
-        let closing = match self.acc.check(vacant.key(), &mut state) {
-            Completeness::Incomplete => self.limits.reached(1, size).map(Closing::Flush),
+        stats.record_accumulated(&self.core.delta, &gauges);
+        self.core.delta = AccumulatorDelta::default();
+    }
+}
+
+/// Takes the open state out of `slot`, leaving it closed.
+fn take<T, A: Accumulator<T>, L: Slot<T, A>>(slot: &mut L) -> L {
+    std::mem::replace(slot, L::closed())
+}
+
+impl<T, A, S, P> Core<T, A, S, P>
+where
+    A: Accumulator<T>,
+    S: FnMut(&T) -> u64,
+    P: Spiller<A::Key, A::State>,
+{
+    /// The key and the size of `item`; or `None` if either function
+    /// panicked on it.
+    #[inline(always)]
+    fn measure(&mut self, item: &T) -> Option<(A::Key, u64)> {
+        // The key and size functions are the user's code run on each item:
+        // one that panics fails that item (counted, logged) instead of
+        // taking the whole accumulation, and its state, down with it.
+        let measured = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (self.acc.key(item), (self.size)(item))
+        }));
+        match measured {
+            Ok(measured) => Some(measured),
+            Err(panic) => {
+                self.fail(&*panic);
+                None
+            }
+        }
+    }
+
+    /// Counts and logs an item whose key or size function panicked.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        tracing::warn!(stage = self.name, panic = %message, "the key or size function panicked on an item; item dropped");
+        self.delta.failed += 1;
+        self.items_held -= 1;
+    }
+
+    /// Opens a state for `key` with its first item, as the next `seq`: the
+    /// open slot, and how it closes at once if that item fills or completes
+    /// it.
+    fn open<L: Slot<T, A>>(
+        &mut self,
+        key: &A::Key,
+        item: T,
+        size: u64,
+    ) -> (L, Option<Closing<A::Out>>) {
+        let now = self.now;
+        let mut state = self.acc.open_at(key, now);
+        self.acc.update_sized(key, &mut state, item, size);
+        let closing = match self.acc.check(key, &mut state) {
+            Completeness::Incomplete => self.limits.reached::<true>(1, size).map(Closing::Flush),
             Completeness::Complete(output) => Some(Closing::Complete(output)),
             Completeness::Expired(partial) => Some(Closing::Expired(partial)),
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut slot = Slot {
-            state: Some(state),
-            items: 1,
-            bytes: size,
-            id,
-            touched: 0,
-            memory: 0,
-        };
-        if let Some(closing) = closing {
-            let key = vacant.into_key();
-            self.close(key, slot, closing, out);
-            return;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if closing.is_none() {
+            if P::ENABLED {
+                self.tick += 1;
+                let memory = self.acc.state_bytes(&state) as u64;
+                self.memory += memory;
+                let usage = Usage {
+                    touched: self.tick,
+                    memory,
+                    record: None,
+                };
+                self.usage.insert(seq, usage);
+            }
+            // A deadline too far away to represent is never reached.
+            if let Some(at) = self
+                .limits
+                .timer
+                .and_then(|(after, _)| now.checked_add(after))
+            {
+                self.deadlines.push_back(Deadline {
+                    at,
+                    seq,
+                    key: key.clone(),
+                });
+            }
         }
-        if P::ENABLED {
-            self.tick += 1;
-            slot.touched = self.tick;
-            slot.memory = slot
-                .state
-                .as_ref()
-                .map_or(0, |s| self.acc.state_bytes(s) as u64);
-            self.memory += slot.memory;
-        }
-        // A deadline too far away to represent is never reached.
-        if let Some(at) = self
-            .limits
-            .timer
-            .and_then(|(after, _)| now.checked_add(after))
-        {
-            self.deadlines.push_back(Deadline {
-                at,
-                id,
-                key: vacant.key().clone(),
-            });
-        }
-        vacant.insert(slot);
+        (L::opened(state, size, seq), closing)
     }
 
-    /// Lets go of a state taken out of the map, which must be in memory.
-    fn close(
+    /// Notes that the state of `seq`, in memory, was updated (when
+    /// spilling).
+    fn touch(&mut self, seq: u32, state: &A::State) {
+        self.tick += 1;
+        let memory = self.acc.state_bytes(state) as u64;
+        if let Some(usage) = self.usage.get_mut(&seq) {
+            usage.touched = self.tick;
+            self.memory = self.memory + memory - usage.memory;
+            usage.memory = memory;
+        }
+    }
+
+    /// Reads the state of an open slot back from disk if it was spilled.
+    fn read_back<L: Slot<T, A>>(&mut self, key: &A::Key, slot: &mut L) -> Result<(), SpillError> {
+        if !P::ENABLED || !matches!(slot.held(), Held::Spilled) {
+            return Ok(());
+        }
+        let Some(usage) = self.usage.get_mut(&slot.seq()) else {
+            return Ok(());
+        };
+        let Some(record) = usage.record else {
+            return Ok(());
+        };
+        // Whatever happens the record is gone: the state is no longer on
+        // disk.
+        usage.record = None;
+        self.spilled_keys -= 1;
+        match self.spill.take(record, key) {
+            Ok(state) => {
+                let memory = self.acc.state_bytes(&state) as u64;
+                usage.memory = memory;
+                self.memory += memory;
+                *slot.held_mut() = Held::Open(state);
+                Ok(())
+            }
+            Err(error) => {
+                // The lost state weighs nothing in memory.
+                usage.memory = 0;
+                Err(error)
+            }
+        }
+    }
+
+    /// Lets go of the open state of `slot`, in memory, leaving the slot
+    /// closed.
+    #[inline(never)]
+    fn close_slot<L: Slot<T, A>>(
         &mut self,
         key: A::Key,
-        slot: Slot<A::State>,
+        slot: &mut L,
         closing: Closing<A::Out>,
         out: &mut Vec<A::Out>,
     ) {
-        self.release(&slot);
-        let items = slot.items;
-        let state = slot
-            .state
-            .expect("a state is read back before it is closed");
+        let now = self.now;
+        self.close(key, take(slot), closing, now, out);
+        self.closed += 1;
+    }
+
+    /// Lets go of an open state taken out of its slot, which must be in
+    /// memory.
+    fn close<L: Slot<T, A>>(
+        &mut self,
+        key: A::Key,
+        mut slot: L,
+        closing: Closing<A::Out>,
+        now: Instant,
+        out: &mut Vec<A::Out>,
+    ) {
+        let items = self.release(&slot);
+        let Held::Open(state) = slot.held_mut().take() else {
+            unreachable!("a state is read back before it is closed");
+        };
         let partial_flush = self.limits.partial_flush;
         match closing {
             Closing::Flush(reason) => {
-                let output = self.acc.flush(key, state);
+                let output = self.acc.flush_at(key, state, now);
                 self.emit(output, items, reason, out);
             }
             Closing::Complete(output) => self.emit(Some(output), items, FlushReason::Complete, out),
@@ -317,8 +1044,8 @@ where
             Closing::Expired(partial) => {
                 self.give_up(key, partial, items, UnfinishedReason::Expired);
             }
-            Closing::Ttl => self.end(key, state, items, UnfinishedReason::Expired, out),
-            Closing::Stop => self.end(key, state, items, UnfinishedReason::Stopped, out),
+            Closing::Ttl => self.end(key, state, items, UnfinishedReason::Expired, now, out),
+            Closing::Stop => self.end(key, state, items, UnfinishedReason::Stopped, now, out),
         }
     }
 
@@ -330,28 +1057,34 @@ where
         state: A::State,
         items: u64,
         why: UnfinishedReason,
+        now: Instant,
         out: &mut Vec<A::Out>,
     ) {
         if self.limits.partial_flush {
-            let output = self.acc.flush(key, state);
+            let output = self.acc.flush_at(key, state, now);
             self.emit(output, items, flush_reason(&why), out);
         } else {
-            let partial = self.acc.flush(key.clone(), state);
+            let partial = self.acc.flush_at(key.clone(), state, now);
             self.give_up(key, partial, items, why);
         }
     }
 
-    /// Stops counting a state that leaves the map as held.
-    fn release(&mut self, slot: &Slot<A::State>) {
-        self.items_held -= slot.items;
-        self.bytes_held -= slot.bytes;
-        if P::ENABLED {
-            if slot.state.is_some() {
-                self.memory -= slot.memory;
-            } else {
+    /// Stops counting an open state that leaves its slot as held. Returns
+    /// its items.
+    fn release<L: Slot<T, A>>(&mut self, slot: &L) -> u64 {
+        let (items, bytes) = slot.counts(&self.acc);
+        self.items_held -= items;
+        self.bytes_held = self.bytes_held.wrapping_sub(bytes);
+        if P::ENABLED
+            && let Some(usage) = self.usage.remove(&slot.seq())
+        {
+            if usage.record.is_some() {
                 self.spilled_keys -= 1;
+            } else {
+                self.memory -= usage.memory;
             }
         }
+        items
     }
 
     #[inline]
@@ -401,15 +1134,15 @@ where
         }
     }
 
-    /// Accounts for a spilled state that could not be read back: its items
-    /// are lost and counted as failed; the key goes to the `errors` port if
-    /// it is connected.
-    fn lose(&mut self, key: A::Key, slot: Slot<A::State>, error: SpillError) {
-        self.release(&slot);
-        self.delta.failed += slot.items;
+    /// Accounts for an open state taken out of its slot whose spilled state
+    /// could not be read back: its items are lost and counted as failed;
+    /// the key goes to the `errors` port if it is connected.
+    fn lose<L: Slot<T, A>>(&mut self, key: A::Key, slot: L, error: SpillError) {
+        let items = self.release(&slot);
+        self.delta.failed += items;
         tracing::warn!(
             stage = self.name,
-            items = slot.items,
+            items,
             %error,
             "spilled accumulator state could not be read back; its items are lost"
         );
@@ -420,143 +1153,6 @@ where
                 reason: UnfinishedReason::Spill(Arc::new(error)),
             });
         }
-    }
-
-    /// Reads a state taken out of the map back from disk if it was spilled.
-    fn read_back(&mut self, key: &A::Key, slot: &mut Slot<A::State>) -> Result<(), SpillError> {
-        if slot.state.is_none() {
-            let state = self.spill.take(slot.id, key)?;
-            slot.memory = self.acc.state_bytes(&state) as u64;
-            slot.state = Some(state);
-            self.memory += slot.memory;
-            self.spilled_keys -= 1;
-        }
-        Ok(())
-    }
-
-    /// The first live deadline, dropping stale ones from the front.
-    fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(first) = self.deadlines.front() {
-            if self.map.get(&first.key).is_some_and(|s| s.id == first.id) {
-                return Some(first.at);
-            }
-            self.deadlines.pop_front();
-        }
-        None
-    }
-
-    /// Runs every deadline up to `now`. Returns whether a state was let go
-    /// of.
-    fn fire_due(&mut self, now: Instant, out: &mut Vec<A::Out>) -> bool {
-        let Some((_, timer)) = self.limits.timer else {
-            return false;
-        };
-        let mut fired = false;
-        while self.deadlines.front().is_some_and(|d| d.at <= now) {
-            let Some(due) = self.deadlines.pop_front() else {
-                break;
-            };
-            if self.map.get(&due.key).is_none_or(|s| s.id != due.id) {
-                continue;
-            }
-            let (key, mut slot) = self.map.remove_entry(&due.key).expect("the slot is open");
-            fired = true;
-            if let Err(error) = self.read_back(&key, &mut slot) {
-                self.lose(key, slot, error);
-                continue;
-            }
-            let closing = match timer {
-                Timer::Latency => Closing::Flush(FlushReason::Latency),
-                Timer::Ttl => Closing::Ttl,
-            };
-            self.close(key, slot, closing, out);
-        }
-        fired
-    }
-
-    /// The input ended: lets go of every open state, oldest first.
-    fn close_all(&mut self, out: &mut Vec<A::Out>) {
-        let mut open: Vec<_> = self.map.drain().collect();
-        open.sort_unstable_by_key(|(_, slot)| slot.id);
-        self.deadlines.clear();
-        for (key, mut slot) in open {
-            match self.read_back(&key, &mut slot) {
-                Ok(()) => self.close(key, slot, Closing::Stop, out),
-                Err(error) => self.lose(key, slot, error),
-            }
-        }
-    }
-
-    /// While the states in memory weigh more than the budget, spills the
-    /// least recently updated ones until they weigh at most three quarters
-    /// of it (so that the next few items do not spill again at once).
-    fn spill_cold(&mut self) {
-        let budget = self.spill.max_memory();
-        if !P::ENABLED || self.memory <= budget {
-            return;
-        }
-        let target = budget - budget / 4;
-        let mut resident: Vec<(u64, u64)> = self
-            .map
-            .values()
-            .filter(|slot| slot.state.is_some())
-            .map(|slot| (slot.touched, slot.memory))
-            .collect();
-        resident.sort_unstable();
-        let mut left = self.memory;
-        let mut coldest = None;
-        for (touched, memory) in resident {
-            if left <= target {
-                break;
-            }
-            left -= memory;
-            coldest = Some(touched);
-        }
-        let Some(coldest) = coldest else {
-            return;
-        };
-        for (key, slot) in &mut self.map {
-            if slot.touched > coldest {
-                continue;
-            }
-            let Some(state) = &slot.state else {
-                continue;
-            };
-            match self.spill.put(slot.id, key, state) {
-                Ok(bytes) => {
-                    slot.state = None;
-                    self.memory -= slot.memory;
-                    self.spilled_keys += 1;
-                    self.delta.bytes_spilled += bytes;
-                }
-                Err(error) => {
-                    // Tried again after the next chunk; said once.
-                    if !self.spill_failed {
-                        self.spill_failed = true;
-                        tracing::warn!(
-                            stage = self.name,
-                            %error,
-                            "cannot spill accumulator state; keeping it in memory"
-                        );
-                    } else {
-                        tracing::debug!(stage = self.name, %error, "cannot spill accumulator state");
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Publishes what happened since the last call.
-    fn publish(&mut self, stats: &StageStats) {
-        let gauges = AccumulatorGauges {
-            open_keys: self.map.len() as u64,
-            items_held: self.items_held,
-            bytes_held: self.bytes_held,
-            spilled_keys: self.spilled_keys,
-        };
-        stats.record_accumulated(&self.delta, &gauges);
-        self.delta = AccumulatorDelta::default();
     }
 }
 
@@ -689,23 +1285,34 @@ where
             chunk: chunk.max(1),
             input: Vec::new(),
             engine: Engine {
-                acc: accumulator,
-                size,
-                spill,
-                limits: Limits::new(policy),
-                map: HashMap::with_hasher(Hasher::default()),
-                deadlines: VecDeque::new(),
-                next_id: 0,
-                tick: 0,
-                items_held: 0,
-                bytes_held: 0,
-                memory: 0,
-                spilled_keys: 0,
-                delta: AccumulatorDelta::default(),
-                unfinished: Vec::new(),
-                errors_connected: false,
-                spill_failed: false,
-                name,
+                maps: Maps {
+                    bare: HashMap::with_hasher(RandomState::default()),
+                    counted: HashMap::with_hasher(RandomState::default()),
+                },
+                core: Core {
+                    acc: accumulator,
+                    size,
+                    spill,
+                    limits: Limits::new(policy),
+                    now: Instant::now(),
+                    deadlines: VecDeque::new(),
+                    next_seq: 0,
+                    seq_limit: STALE,
+                    closed: 0,
+                    usage: HashMap::with_hasher(RandomState::default()),
+                    tick: 0,
+                    next_record: 0,
+                    items_held: 0,
+                    bytes_held: 0,
+                    memory: 0,
+                    spilled_keys: 0,
+                    delta: AccumulatorDelta::default(),
+                    unfinished: Vec::new(),
+                    errors_connected: false,
+                    spill_failed: false,
+                    name,
+                    _items: PhantomData,
+                },
             },
             errors: None,
             sleep: None,
@@ -720,13 +1327,27 @@ where
     /// logged at `warn` and counted as failed.
     pub fn with_errors(mut self, errors: Broadcast<Unfinished<A::Key, A::Out>>) -> Self {
         self.errors = Some(errors);
-        self.engine.errors_connected = true;
+        self.engine.core.errors_connected = true;
         self
     }
 
     /// The spiller: [`NoSpill`], or [`DiskSpill`] with its store.
     pub fn spiller(&self) -> &P {
-        &self.engine.spill
+        &self.engine.core.spill
+    }
+
+    /// Makes `seq` numbers be given out again before they reach `limit`,
+    /// rather than `u32::MAX`, so that tests get there.
+    #[cfg(test)]
+    pub(crate) fn with_seq_limit(mut self, limit: u32) -> Self {
+        self.engine.core.seq_limit = limit;
+        self
+    }
+
+    /// The slots in the map, open or closed.
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.engine.maps.bare.len() + self.engine.maps.counted.len()
     }
 }
 
@@ -784,16 +1405,15 @@ where
             let engine = &mut self.engine;
             match event {
                 Event::Input(true) => {
-                    engine.delta.taken += self.input.len() as u64;
-                    for item in self.input.drain(..) {
-                        engine.push(item, now, out);
-                    }
+                    engine.core.delta.taken += self.input.len() as u64;
+                    engine.push_chunk(&mut self.input, now, out);
                     engine.fire_due(now, out);
                     engine.spill_cold();
+                    engine.sweep();
                 }
                 Event::Input(false) => {
                     engine.fire_due(now, out);
-                    engine.close_all(out);
+                    engine.close_all(now, out);
                     self.done = true;
                 }
                 Event::Timer => {
@@ -804,7 +1424,7 @@ where
             }
             engine.publish(self.ctx.stats());
             if let Some(errors) = &mut self.errors {
-                errors.send(&mut self.engine.unfinished).await;
+                errors.send(&mut self.engine.core.unfinished).await;
             }
             return Ok(if self.done { Pull::Done } else { Pull::More });
         }
@@ -822,10 +1442,29 @@ impl<T, A: Accumulator<T>, S, P> fmt::Debug for AccumulateHead<T, A, S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccumulateHead")
             .field("stage", &self.ctx.name())
-            .field("open_keys", &self.engine.map.len())
-            .field("items_held", &self.engine.items_held)
+            .field("open_keys", &self.engine.open_keys())
+            .field("items_held", &self.engine.core.items_held)
             .field("errors", &self.errors.is_some())
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accumulate::BatchState;
+
+    /// The per-key memory every item touches: a map entry of
+    /// `accumulate(key = |x: &Item| x.key)` (a `u32` key, 16-byte items) is
+    /// the key, its `seq` and the batch (its `Vec`, byte total and window
+    /// start), nothing else; a state the engine counts has its counts
+    /// beside it.
+    #[test]
+    fn a_batch_entry_is_48_bytes() {
+        type State = BatchState<(u32, u64)>;
+        assert_eq!(size_of::<(Keyed<u32>, Bare<State>)>(), 48);
+        assert_eq!(size_of::<(Keyed<u32>, Counted<State>)>(), 64);
+        assert_eq!(size_of::<(Keyed<u32>, Counted<Vec<u8>>)>(), 48);
     }
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Flush a state when it holds this many items. `Some(0)` means 1.
+    /// A state never holds more than `u32::MAX` items: one that gets there
+    /// is flushed as if that were its `max_items` (`None` or larger).
     pub max_items: Option<usize>,
     /// Flush a state when its items weigh this many bytes (as the
     /// accumulation's `size` measures them). A state never goes over it:

@@ -94,14 +94,131 @@ struct Outcome {
 
 /// Runs `schedule` through a `batch_by(key)` accumulation under `policy`.
 async fn run(schedule: Vec<(Duration, Item)>, policy: Policy, connect_errors: bool) -> Outcome {
+    run_with(schedule, policy, connect_errors, Variant::default()).await
+}
+
+/// How a run differs from the plain one, without changing what comes out.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    /// Whether the batches are counted by the engine ([`Counting`]) rather
+    /// than by themselves.
+    engine_counts: bool,
+    /// The `seq` numbers are given out again before they reach this.
+    seq_limit: u32,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Variant {
+            engine_counts: false,
+            seq_limit: u32::MAX,
+        }
+    }
+}
+
+/// [`run`], as `variant` says.
+async fn run_with(
+    schedule: Vec<(Duration, Item)>,
+    policy: Policy,
+    connect_errors: bool,
+    variant: Variant,
+) -> Outcome {
     let (tx, rx) = edge(1024, 16);
     let stats = stats();
-    if policy.spill.is_some() {
-        let head = AccumulateHead::spilling(rx, batch_by(key), size, policy, stats.clone(), 64);
-        run_head(head, tx, schedule, connect_errors, stats).await
-    } else {
-        let head = AccumulateHead::new(rx, batch_by(key), size, policy, stats.clone(), 64);
-        run_head(head, tx, schedule, connect_errors, stats).await
+    let limit = variant.seq_limit;
+    match (policy.spill.is_some(), variant.engine_counts) {
+        (true, false) => {
+            let head = AccumulateHead::spilling(rx, batch_by(key), size, policy, stats.clone(), 64);
+            run_head(
+                head.with_seq_limit(limit),
+                tx,
+                schedule,
+                connect_errors,
+                stats,
+            )
+            .await
+        }
+        (false, false) => {
+            let head = AccumulateHead::new(rx, batch_by(key), size, policy, stats.clone(), 64);
+            run_head(
+                head.with_seq_limit(limit),
+                tx,
+                schedule,
+                connect_errors,
+                stats,
+            )
+            .await
+        }
+        (true, true) => {
+            let acc = Counting(batch_by(key));
+            let head = AccumulateHead::spilling(rx, acc, size, policy, stats.clone(), 64);
+            run_head(
+                head.with_seq_limit(limit),
+                tx,
+                schedule,
+                connect_errors,
+                stats,
+            )
+            .await
+        }
+        (false, true) => {
+            let acc = Counting(batch_by(key));
+            let head = AccumulateHead::new(rx, acc, size, policy, stats.clone(), 64);
+            run_head(
+                head.with_seq_limit(limit),
+                tx,
+                schedule,
+                connect_errors,
+                stats,
+            )
+            .await
+        }
+    }
+}
+
+/// A [`BatchBy`] whose batches the engine counts, as it does those of any
+/// accumulator that does not say it counts itself.
+struct Counting<A>(A);
+
+impl<T, A: Accumulator<T>> Accumulator<T> for Counting<A> {
+    type Key = A::Key;
+    type State = A::State;
+    type Out = A::Out;
+
+    fn key(&mut self, item: &T) -> A::Key {
+        self.0.key(item)
+    }
+
+    fn open(&mut self, key: &A::Key) -> A::State {
+        self.0.open(key)
+    }
+
+    fn open_at(&mut self, key: &A::Key, now: Instant) -> A::State {
+        self.0.open_at(key, now)
+    }
+
+    fn update(&mut self, key: &A::Key, state: &mut A::State, item: T) {
+        self.0.update(key, state, item);
+    }
+
+    fn update_sized(&mut self, key: &A::Key, state: &mut A::State, item: T, size: u64) {
+        self.0.update_sized(key, state, item, size);
+    }
+
+    fn flush(&mut self, key: A::Key, state: A::State) -> Option<A::Out> {
+        self.0.flush(key, state)
+    }
+
+    fn flush_at(&mut self, key: A::Key, state: A::State, now: Instant) -> Option<A::Out> {
+        self.0.flush_at(key, state, now)
+    }
+
+    fn state_bytes(&self, state: &A::State) -> usize {
+        self.0.state_bytes(state)
+    }
+
+    fn configure(&mut self, policy: &Policy) {
+        self.0.configure(policy);
     }
 }
 
@@ -828,6 +945,60 @@ async fn spilling_most_state_gives_the_same_output_as_memory() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn closed_slots_of_keys_that_come_and_go_are_swept() {
+    let (mut tx, rx) = edge(1 << 16, 4096);
+    let stats = stats();
+    let policy = Policy {
+        max_items: Some(2),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::new(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        policy,
+        stats.clone(),
+        1 << 16,
+    );
+    let control = Control::new();
+    let mut out = Vec::new();
+    // 3000 keys of two items each: every state fills, closes and leaves its
+    // key's slot behind.
+    let pairs = |keys: std::ops::Range<u32>, first: u32| -> Vec<Pair> {
+        keys.flat_map(|k| [(k, first), (k, first + 1)]).collect()
+    };
+    tx.send_chunk(pairs(0..3000, 0)).await.unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    assert_eq!(out.len(), 3000);
+    assert_eq!(stats.open_keys(), 0);
+    assert_eq!(
+        head.slots(),
+        0,
+        "closed slots that outnumber the open ones are swept"
+    );
+    // A few closed slots stay, for their keys' next items.
+    out.clear();
+    tx.send_chunk(pairs(0..100, 2)).await.unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    assert_eq!((out.len(), head.slots()), (100, 100));
+    out.clear();
+    tx.send_chunk(vec![(7, 4), (5000, 0)]).await.unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    assert!(out.is_empty());
+    assert_eq!((stats.open_keys(), head.slots()), (2, 101));
+    drop(tx);
+    let rest = drain(&mut head, Instant::now()).await;
+    let rest: Vec<(u32, Vec<u32>)> = rest
+        .iter()
+        .map(|(_, b)| (*b.key(), b.iter().map(|p| p.1).collect()))
+        .collect();
+    assert_eq!(rest, [(7, vec![4]), (5000, vec![0])], "oldest first");
+    let report = StageReport::from_stats(&stats);
+    assert_eq!((report.items_in, report.passed), (6202, 6202));
+    assert!(report.is_balanced(), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_budget_keeps_the_hot_keys_in_memory() {
     let dir = ScratchDir::new("budget");
     let stats = stats();
@@ -952,6 +1123,9 @@ struct Case {
     policy: Policy,
     connect_errors: bool,
     spill_budget: Option<u64>,
+    /// Also run with the engine counting, and with `seq` numbers given out
+    /// again before this.
+    seq_limit: u32,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -973,6 +1147,8 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         any::<bool>(),
         prop_oneof![2 => Just(None), 1 => (0u64..600).prop_map(Some)],
+        // Six keys are open at most: from 7 on, numbers can be given out.
+        prop_oneof![1 => Just(u32::MAX), 2 => 7u32..30],
     )
         .prop_map(
             |(
@@ -984,6 +1160,7 @@ fn case() -> impl Strategy<Value = Case> {
                 partial_flush,
                 connect_errors,
                 spill_budget,
+                seq_limit,
             )| Case {
                 items,
                 policy: Policy {
@@ -996,8 +1173,37 @@ fn case() -> impl Strategy<Value = Case> {
                 },
                 connect_errors,
                 spill_budget,
+                seq_limit,
             },
         )
+}
+
+/// Whether two runs of the same schedule gave the same outputs, at the same
+/// times, and counted them alike.
+fn same(got: &Outcome, expected: &Outcome) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.normalized(), expected.normalized());
+    let (with, without) = (&got.report, &expected.report);
+    prop_assert_eq!(
+        (
+            with.items_in,
+            with.items_out,
+            with.passed,
+            with.failed,
+            with.dead_lettered
+        ),
+        (
+            without.items_in,
+            without.items_out,
+            without.passed,
+            without.failed,
+            without.dead_lettered
+        )
+    );
+    prop_assert_eq!(
+        with.accumulator.unwrap().flushes,
+        without.accumulator.unwrap().flushes
+    );
+    Ok(())
 }
 
 fn check(case: Case) -> Result<(), TestCaseError> {
@@ -1016,6 +1222,20 @@ fn check(case: Case) -> Result<(), TestCaseError> {
     let policy = case.policy.clone();
     let outcome = runtime.block_on(run(schedule.clone(), case.policy, case.connect_errors));
 
+    // Counting in the engine rather than in the batches, and giving `seq`
+    // numbers out again, change nothing that comes out.
+    let variant = Variant {
+        engine_counts: true,
+        seq_limit: case.seq_limit,
+    };
+    let counted = runtime.block_on(run_with(
+        schedule.clone(),
+        policy.clone(),
+        case.connect_errors,
+        variant,
+    ));
+    same(&counted, &outcome)?;
+
     // Spilling changes where states wait, not what comes out, or when.
     if let Some(max_memory) = case.spill_budget {
         let dir = ScratchDir::new("prop");
@@ -1026,29 +1246,12 @@ fn check(case: Case) -> Result<(), TestCaseError> {
             }),
             ..policy.clone()
         };
-        let spilled = runtime.block_on(run(schedule, spilling, case.connect_errors));
-        prop_assert_eq!(spilled.normalized(), outcome.normalized());
-        let (with, without) = (&spilled.report, &outcome.report);
-        prop_assert_eq!(
-            (
-                with.items_in,
-                with.items_out,
-                with.passed,
-                with.failed,
-                with.dead_lettered
-            ),
-            (
-                without.items_in,
-                without.items_out,
-                without.passed,
-                without.failed,
-                without.dead_lettered
-            )
-        );
-        prop_assert_eq!(
-            with.accumulator.unwrap().flushes,
-            without.accumulator.unwrap().flushes
-        );
+        let variant = Variant {
+            engine_counts: case.seq_limit % 2 == 1,
+            seq_limit: case.seq_limit,
+        };
+        let spilled = runtime.block_on(run_with(schedule, spilling, case.connect_errors, variant));
+        same(&spilled, &outcome)?;
     }
 
     // Every batch keeps to its key and its limits.
