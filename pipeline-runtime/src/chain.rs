@@ -21,7 +21,6 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Outlet, clone_into};
-use crate::graph::NodeKind;
 use crate::lifecycle::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{Breaker, OnError, StageOptions};
@@ -354,9 +353,9 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
         Fuse {
             upstream,
             stage,
+            failures: Failures::for_kind(stats.kind()),
             ctx: StageContext::new(stats),
             input: Vec::new(),
-            failures: Failures::default(),
             on_failure,
             failed: Vec::new(),
             taken: 0,
@@ -548,11 +547,6 @@ where
                 failed = settled.failed;
                 dead_lettered = settled.dead_lettered;
             }
-        }
-        // A sink emits nothing by design: an item it took without an error
-        // was consumed, not filtered.
-        if self.ctx.stats().kind() == NodeKind::Sink {
-            filtered = 0;
         }
         (filtered, failed, dead_lettered)
     }
@@ -906,6 +900,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graph::NodeKind;
     use crate::io::{Collected, collect, iter};
     use crate::transform::{filter, map};
 

@@ -18,7 +18,6 @@ use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
 use crate::error::Error;
 use crate::fan::{CloneInto, FailureRoute, LogFailures};
-use crate::graph::NodeKind;
 use crate::lifecycle::Control;
 use crate::metrics::StageStats;
 use crate::options::{OnError, Ordering, Parallelism, StageOptions};
@@ -744,7 +743,7 @@ where
             base,
             items,
             out: mut outputs,
-            mut filtered,
+            filtered,
             failed,
             ..
         } = done;
@@ -755,11 +754,6 @@ where
             self.settle(base, failed, kept, control).await
         };
         let stats = self.core.ctx.stats();
-        // A sink emits nothing by design: an item it took without an error
-        // was consumed, not filtered.
-        if stats.kind() == NodeKind::Sink {
-            filtered = 0;
-        }
         stats.record_chunk(items as u64, outputs.len() as u64, filtered, failed);
         stats.record_dead_lettered(dead_lettered);
         let core = &mut self.core;

@@ -248,7 +248,7 @@ where
             return Ok(());
         }
         let _ = results.send(Msg::Ready);
-        let mut failures = Failures::default();
+        let mut failures = Failures::for_kind(ctx.stats().kind());
         while let Some(Job {
             id,
             base,

@@ -54,6 +54,9 @@ pub struct Failures<E> {
     panics: Vec<(u64, String)>,
     /// Index, within the stage's input, of the next item to be processed.
     position: u64,
+    /// Whether the stage is a sink, which emits nothing by design: an item
+    /// it took without output was consumed, not filtered.
+    consumes: bool,
 }
 
 impl<E> Default for Failures<E> {
@@ -63,16 +66,27 @@ impl<E> Default for Failures<E> {
             errors: Vec::new(),
             panics: Vec::new(),
             position: 0,
+            consumes: false,
         }
     }
 }
 
 impl<E> Failures<E> {
+    /// The failures of a stage of kind `kind`: for a sink, an item that
+    /// produces no output counts as consumed rather than filtered.
+    pub fn for_kind(kind: crate::graph::NodeKind) -> Self {
+        Failures {
+            consumes: kind == crate::graph::NodeKind::Sink,
+            ..Failures::default()
+        }
+    }
+
     /// Records that the current item produced `outputs` items (zero means
-    /// it was filtered out), and moves to the next item.
+    /// it was filtered out, unless the stage is a sink), and moves to the
+    /// next item.
     #[inline]
     pub fn note_output(&mut self, outputs: usize) {
-        self.filtered += u64::from(outputs == 0);
+        self.filtered += u64::from(outputs == 0 && !self.consumes);
         self.position += 1;
     }
 
