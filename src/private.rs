@@ -317,17 +317,6 @@ pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeS
 
 pub use pipeline_runtime::channel::edge_with;
 
-/// A batched bounded edge between two chains.
-pub fn edge<T>(
-    capacity: usize,
-    chunk: usize,
-) -> (
-    pipeline_runtime::channel::EdgeSender<T>,
-    pipeline_runtime::channel::EdgeReceiver<T>,
-) {
-    pipeline_runtime::channel::edge(capacity, chunk)
-}
-
 /// The head of a chain fed by an edge.
 pub fn inlet<T>(rx: pipeline_runtime::channel::EdgeReceiver<T>, chunk: usize) -> Inlet<T> {
     Inlet::new(rx, chunk)

@@ -245,7 +245,7 @@ async fn a_slow_branch_slows_the_source_and_loses_nothing() {
     assert!(report.edges.iter().all(|e| e.dropped == 0), "{report}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stop_drains_every_branch_of_a_graph() {
     let left = Collected::new();
     let right = Collected::new();

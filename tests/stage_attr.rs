@@ -102,7 +102,7 @@ async fn impl_iterator_source_and_impl_iterator_flat_map() {
 async fn async_fallible_and_context_stages() {
     let out = Collected::new();
     let report = pipeline! {
-        iter(1..=4u64) >> checked >> slow_square >> tagged >> inspect(|s| assert!(s.starts_with("tagged:"))) >> collect(&out);
+        iter(1..=4u64) >> checked >> slow_square >> tagged >> collect(&out);
     }
     .run()
     .await

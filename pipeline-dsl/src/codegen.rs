@@ -465,6 +465,13 @@ impl<'a> Wiring<'a> {
             code.extend(self.accumulate_code(head));
             nodes.push(head);
             stages = &stages[1..];
+        } else if segment.inlet && self.is_parallel(head) {
+            if !verdict.ok(head) {
+                return (TokenStream::new(), nodes);
+            }
+            code.extend(self.parallel_code(head, false));
+            nodes.push(head);
+            stages = &stages[1..];
         } else if segment.inlet {
             let rx = self.receiver_var(head);
             let private = private_path();
@@ -594,18 +601,7 @@ impl<'a> Wiring<'a> {
                 #private_here::DEFAULT_CHUNK,
             );
         });
-        let errors = graph.port_outputs(node, "errors");
-        if !errors.is_empty() {
-            let outputs: Vec<TokenStream> = errors
-                .iter()
-                .map(|&edge| {
-                    let (_, to) = graph.ends(edge);
-                    let tx = self.sender_var(to);
-                    let stats = self.edge_var(edge);
-                    quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
-                })
-                .collect();
-            let broadcast = self.broadcast(&errors, outputs, span);
+        if let Some(broadcast) = self.errors_broadcast(node) {
             code.extend(quote_spanned! {here=>
                 let #chain = #private_here::accumulate_errors(#chain, #broadcast);
             });
@@ -719,22 +715,7 @@ impl<'a> Wiring<'a> {
             code.extend(quote_spanned! {here=>
                 let #chain = #private_here::#function(#chain, #stage, ::std::sync::Arc::clone(&#stats) #options_arg);
             });
-        } else {
-            let outputs: Vec<TokenStream> = errors
-                .iter()
-                .map(|&edge| {
-                    let private = private_path();
-                    let (_, to) = graph.ends(edge);
-                    let tx = self.sender_var(to);
-                    let stats = self.edge_var(edge);
-                    quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
-                })
-                .collect();
-            let port = errors
-                .first()
-                .and_then(|&e| graph.edge(e).port.as_ref())
-                .map_or(span, syn::Ident::span);
-            let broadcast = self.broadcast(&errors, outputs, port);
+        } else if let Some(broadcast) = self.errors_broadcast(node) {
             let errors_var = local("__pipeline_errors", span);
             code.extend(quote! { let #errors_var = #broadcast; });
             code.extend(quote_spanned! {here=>
@@ -762,6 +743,27 @@ impl<'a> Wiring<'a> {
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         quote_spanned!(here=> #private_here::fan_out(::std::vec![#(#outputs),*]))
+    }
+
+    /// Where a node's `errors` port sends, if it is connected: one edge, or
+    /// a clone to each of several.
+    fn errors_broadcast(&self, node: NodeIndex) -> Option<TokenStream> {
+        let graph = self.graph;
+        let edges = graph.port_outputs(node, "errors");
+        if edges.is_empty() {
+            return None;
+        }
+        let private = private_path();
+        let outputs = edges
+            .iter()
+            .map(|&edge| {
+                let (_, to) = graph.ends(edge);
+                let tx = self.sender_var(to);
+                let stats = self.edge_var(edge);
+                quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
+            })
+            .collect();
+        Some(self.broadcast(&edges, outputs, graph.node(node).ast.span()))
     }
 
     /// The edge `edge` out of a chain emitting what `chain` emits; checked

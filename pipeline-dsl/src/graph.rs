@@ -323,14 +323,14 @@ fn bound_names(ast: &PipelineAst, diagnostics: &mut Diagnostics) -> HashMap<Stri
     for binding in ast.statements.iter().filter_map(|s| s.binding.as_ref()) {
         match bound.get(&binding.to_string()) {
             Some(first) => {
+                let line = first.span().start().line;
                 diagnostics.error_spanned(
                     binding,
                     format!(
-                        "the name `{binding}` is bound twice; \
+                        "the name `{binding}` is bound twice (first on line {line}); \
                          give this chain another name, or feed the first one with `>> {binding}`"
                     ),
                 );
-                diagnostics.error_spanned(first, format!("`{binding}` is first bound here"));
             }
             None => {
                 bound.insert(binding.to_string(), binding.clone());

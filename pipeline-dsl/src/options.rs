@@ -344,19 +344,6 @@ pub fn parse_metas<'a>(
     options
 }
 
-/// Options that have run-time behaviour in this version.
-pub const SUPPORTED: &[&str] = &[
-    "buffer",
-    "on_full",
-    "backpressure",
-    "on_error",
-    "breaker",
-    "parallel",
-    "ordered",
-    "unordered",
-    "by_key",
-];
-
 /// Options that shape the graph around a node (its input edge, its
 /// workers), so they are set on the node in `pipeline!`, not as a
 /// `#[stage(..)]` default.
@@ -370,29 +357,9 @@ pub const NODE_ONLY: &[&str] = &[
     "backpressure",
 ];
 
-/// Reports the options that are parsed and checked but have no run-time
-/// behaviour yet, rather than accepting and ignoring them.
-pub fn report_unsupported(options: &Options, diagnostics: &mut Diagnostics) {
-    for (key, span) in options.keys() {
-        if !SUPPORTED.contains(&key) {
-            diagnostics.error(
-                span,
-                format!(
-                    "the option `{key}` is not supported yet; remove it to build this pipeline"
-                ),
-            );
-        }
-    }
-}
-
 /// Whether `key` names an option.
 pub fn is_option(key: &str) -> bool {
     OPTION_KEYS.contains(&key)
-}
-
-/// Checks the keys of `attrs` only, for places that take no options.
-pub fn check_options(attrs: &[Attribute], diagnostics: &mut Diagnostics) {
-    parse_attributes(attrs, diagnostics);
 }
 
 fn read(meta: &Meta, options: &mut Options, diagnostics: &mut Diagnostics) {

@@ -137,10 +137,8 @@ fn parse_args(
         }
     }
     let options = crate::options::parse_metas(&options, diagnostics);
-    let mut shaping = false;
     for (key, span) in options.keys() {
         if crate::options::NODE_ONLY.contains(&key) {
-            shaping = true;
             diagnostics.error(
                 span,
                 format!(
@@ -152,16 +150,12 @@ fn parse_args(
         }
     }
     if let Some((crate::options::OnError::Retry { .. }, span)) = options.on_error {
-        shaping = true;
         diagnostics.error(
             span,
             "`retry` keeps a copy of each input to try it again, which the pipeline decides \
              where the stage is used: write `#[on_error = retry(..)] name` in `pipeline!`; \
              a `#[stage]` default can be `dead_letter`, `fail` or `ignore`",
         );
-    }
-    if !shaping {
-        crate::options::report_unsupported(&options, diagnostics);
     }
     (role, flat, options)
 }

@@ -65,7 +65,7 @@ pub fn validate(
         node_options: vec![Options::default(); graph.graph.node_count()],
     };
     let pipeline_options = options::parse_attributes(options, checker.diagnostics);
-    checker.unsupported(&pipeline_options);
+    checker.pipeline_options_fit(&pipeline_options);
     if graph.graph.node_count() == 0 && checker.diagnostics.is_empty() {
         checker.diagnostics.error(
             call_site,
@@ -115,11 +115,6 @@ impl Checker<'_> {
         let node_options = options::parse_attributes(&node.ast.options, self.diagnostics);
         if self.diagnostics.len() == errors_before {
             self.options_fit(index, &node_options);
-        }
-        // An option that is wrong is reported as such, not also as
-        // unsupported.
-        if self.diagnostics.len() == errors_before {
-            self.unsupported(&node_options);
         }
         if self.diagnostics.len() > errors_before {
             self.bad.insert(index);
@@ -337,8 +332,20 @@ impl Checker<'_> {
         }
     }
 
-    fn unsupported(&mut self, options: &Options) {
-        options::report_unsupported(options, self.diagnostics);
+    /// Workers and their ordering belong to one node: as a pipeline
+    /// default they would give no node workers, only an ordering.
+    fn pipeline_options_fit(&mut self, pipeline_options: &Options) {
+        for (key, span) in pipeline_options.keys() {
+            if matches!(key, "parallel" | "ordered" | "unordered" | "by_key") {
+                self.diagnostics.error(
+                    span,
+                    format!(
+                        "`{key}` runs one node's workers, so it is set on that node, \
+                         as in `#[{key} ..] name`, not for the whole pipeline"
+                    ),
+                );
+            }
+        }
     }
 
     /// `branch(|item, [a, b]| ..)`: a closure of two parameters whose
@@ -624,7 +631,9 @@ impl Checker<'_> {
         on_cycles
     }
 
-    /// Nodes no source reaches (and not already reported on a cycle).
+    /// Nodes that only a cycle feeds: the cycle's error explains them, so
+    /// they are left out of the generated code without an error of their
+    /// own (a node nothing feeds at all is reported as never fed).
     fn reachability(&mut self, on_cycles: &HashSet<NodeIndex>) {
         let graph = &self.graph.graph;
         let mut reached = HashSet::new();
@@ -645,15 +654,7 @@ impl Checker<'_> {
             if reached.contains(&index) || on_cycles.contains(&index) {
                 continue;
             }
-            let node = self.graph.node(index);
-            self.error(
-                index,
-                node,
-                format!(
-                    "`{}` is unreachable: only a cycle leads into it, so no source ever feeds it",
-                    node.binding_or_name()
-                ),
-            );
+            self.bad.insert(index);
         }
     }
 }

@@ -817,8 +817,6 @@ fn unfinished_displays_key_and_reason() {
         lost.to_string(),
         "the state of key 3 was lost: its spilled state could not be read back: spill record 9 is not in the spill store"
     );
-    assert_eq!(lost.clone(), lost);
-    assert_ne!(lost.reason, UnfinishedReason::Expired);
 }
 
 /// A fresh directory for spill files, removed when dropped.

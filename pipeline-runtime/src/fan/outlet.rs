@@ -267,7 +267,11 @@ impl<T> Outlet<T> for Broadcast<T> {
         for output in others {
             output.ship((self.clone)(chunk)).await;
         }
-        last.ship(std::mem::take(chunk)).await;
+        // The receiver keeps the chunk, so the next one needs a fresh
+        // buffer: sized like this one, so it fills without regrowing.
+        let capacity = chunk.len();
+        last.ship(std::mem::replace(chunk, Vec::with_capacity(capacity)))
+            .await;
     }
 
     async fn close(self) {
