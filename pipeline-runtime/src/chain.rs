@@ -698,9 +698,13 @@ where
                 }
             }
             Settle::Fail => {
+                // The last error of the chunk is the stage's last error,
+                // recorded once (it formats and locks).
+                if let Some((_, last)) = self.failed.last() {
+                    self.ctx.stats().record_error(last);
+                }
                 for (index, error) in self.failed.drain(..) {
                     let position = self.taken + index as u64;
-                    self.ctx.stats().record_error(&error);
                     if policy.fatal.is_none() {
                         tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
                         policy.fatal = Some(Error::ItemFailed {
@@ -742,9 +746,11 @@ where
     B: Stage<M, Error = E>,
 {
     let mut filtered = 0;
+    // One clock read per call: a call's end is the next one's start, and
+    // a run of refused items reads no clock at all.
+    let mut now = Instant::now();
     for (index, item) in items.drain(..).enumerate() {
-        let start = Instant::now();
-        if !breaker.admit(start) {
+        if !breaker.admit(now) {
             failures.skip(1);
             failed.push((index, StageError::BreakerOpen));
             continue;
@@ -753,8 +759,9 @@ where
         let failed_before = failed.len();
         filtered += run_chunk(stage, one, out, failures, ctx, index, failed).await;
         let end = Instant::now();
-        let bad = failed.len() > failed_before || breaker.is_slow(end - start);
+        let bad = failed.len() > failed_before || breaker.is_slow(end - now);
         breaker.record(end, bad);
+        now = end;
     }
     filtered
 }
