@@ -35,7 +35,7 @@
 pub use pipeline_macros::{pipeline, stage};
 pub use pipeline_runtime::{
     Error, accumulate, batch, chain, channel, envelope, error, graph, io, lifecycle, metrics,
-    stage as stages, transform,
+    stage as stages, trace, transform,
 };
 
 pub use pipeline_runtime::batch::Batch;

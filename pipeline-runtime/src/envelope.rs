@@ -16,14 +16,33 @@
 //! [`Envelope::extract_trace_from_headers`] and
 //! [`Envelope::inject_trace_into_headers`] between an envelope's headers
 //! and its trace context. That is how a trace crosses into and out of a
-//! pipeline (from an HTTP request or a Kafka record, to the next service).
+//! pipeline (from an HTTP request or a Kafka record, to the next service):
 //!
-//! Inside a pipeline, items travel as bare values unless the stages use
-//! envelopes, so the runtime does not follow each item's trace context
-//! through the stages, nor link each item's work to its trace: an item
-//! keeps its context only as long as the stages pass its envelope along
-//! (`Envelope::map` keeps it). Each stage's own `tracing` span (see
-//! [`crate::metrics`]) is per stage, not per item.
+//! * a source that reads records with headers copies them into each
+//!   envelope and calls [`Envelope::extract_trace_from_headers`], so the
+//!   envelope's [`trace`](Envelope::trace) is the caller's context;
+//! * each stage wrapped in [`traced`](crate::trace::traced) runs an item's
+//!   work in a `tracing` span of that trace, a child of the item's context,
+//!   and hands its outputs on with the [`child`](TraceContext::child)
+//!   context: same trace id and flags, a new span id whose parent is the
+//!   previous one. The `traceparent` advances one hop per traced stage;
+//! * a sink that writes records with headers calls
+//!   [`Envelope::inject_trace_into_headers`] first, so the next service
+//!   continues the trace from the last stage's span.
+//!
+//! The envelope's [`trace`](Envelope::trace) is the context of record
+//! inside the pipeline: traced stages advance it and leave the headers as
+//! they came, so a `traceparent` header read on the way in is stale until
+//! it is injected again. See [`crate::trace`] for the whole path, with
+//! examples.
+//!
+//! The runtime follows an item's context only through the stages that are
+//! [`traced`](crate::trace::traced) (its items being envelopes); an
+//! untraced stage that passes the envelope along keeps the context as it
+//! is ([`Envelope::map`] keeps it, as it keeps all the metadata), and an
+//! item without a context passes through traced stages without starting a
+//! trace. Each stage's own `tracing` span (see [`crate::metrics`]) is per
+//! stage; a traced stage's per-item spans are its children.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -108,7 +127,8 @@ impl<T> Envelope<T> {
     }
 
     /// Transforms the payload with `f`, keeping the sequence id, timestamp and
-    /// metadata (the metadata box is moved, not copied).
+    /// metadata (the metadata box is moved, not copied), trace context
+    /// included.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Envelope<U> {
         Envelope {
             payload: f(self.payload),
@@ -116,6 +136,31 @@ impl<T> Envelope<T> {
             timestamp: self.timestamp,
             metadata: self.metadata,
         }
+    }
+
+    /// Takes the payload out, leaving the rest of the envelope (sequence id,
+    /// timestamp and metadata) as an `Envelope<()>`, which
+    /// [`map`](Self::map) wraps around a new payload. Moves the metadata box,
+    /// allocating nothing.
+    ///
+    /// ```
+    /// use pipeline_runtime::envelope::Envelope;
+    ///
+    /// let mut env = Envelope::new("42", 7);
+    /// env.set_header("source", "orders");
+    /// let (text, rest) = env.split_payload();
+    /// let parsed: Envelope<u32> = rest.map(|()| text.parse().unwrap());
+    /// assert_eq!((*parsed.payload(), parsed.seq()), (42, 7));
+    /// assert_eq!(parsed.header("source"), Some("orders"));
+    /// ```
+    pub fn split_payload(self) -> (T, Envelope<()>) {
+        let rest = Envelope {
+            payload: (),
+            seq: self.seq,
+            timestamp: self.timestamp,
+            metadata: self.metadata,
+        };
+        (self.payload, rest)
     }
 
     /// The value of header `name`, if metadata exists and the header is set.
@@ -333,6 +378,11 @@ impl ExactSizeIterator for HeadersIter<'_> {}
 impl FusedIterator for HeadersIter<'_> {}
 
 /// A W3C Trace Context (`traceparent`) plus baggage entries.
+///
+/// `span_id` is the id of the span the context stands for: the caller's
+/// span for a context read from headers, the parent of whatever span works
+/// on the item next. [`child`](Self::child) (or [`advance`](Self::advance))
+/// makes the context of such a next span.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceContext {
     /// 16-byte trace id; all zeros is invalid.
@@ -355,6 +405,53 @@ impl TraceContext {
             sampled,
             baggage: Vec::new(),
         }
+    }
+
+    /// The context of a child span: the same trace id, flags and baggage,
+    /// and a new span id (see [`advance`](Self::advance)), whose parent is
+    /// this context's span.
+    ///
+    /// ```
+    /// use pipeline_runtime::envelope::TraceContext;
+    ///
+    /// let parent = TraceContext::from_traceparent(
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    /// )
+    /// .unwrap();
+    /// let child = parent.child();
+    /// assert_eq!(child.trace_id, parent.trace_id);
+    /// assert_eq!(child.sampled, parent.sampled);
+    /// assert_ne!(child.span_id, parent.span_id);
+    /// assert_ne!(child.span_id, [0; 8]);
+    /// // A new hop of the same trace, as the next service will read it.
+    /// let text = child.to_traceparent();
+    /// assert!(text.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    /// assert!(text.ends_with("-01"));
+    /// ```
+    #[must_use]
+    pub fn child(&self) -> TraceContext {
+        let mut child = self.clone();
+        child.advance();
+        child
+    }
+
+    /// Turns the context into that of a child span in place (what
+    /// [`child`](Self::child) does without copying the baggage): keeps the
+    /// trace id, flags and baggage, gives it a new span id, and returns
+    /// the previous span id, the new span's parent.
+    ///
+    /// New span ids are unique, not random in the cryptographic sense: a
+    /// per-process counter mixed with a per-process seed (from the
+    /// standard library's randomly keyed hasher, the process id and the
+    /// clock) through a bijective 64-bit mix, so no two ids this process
+    /// makes are equal (before 2<sup>64</sup> of them), an id is never all
+    /// zeros nor equal to the one it replaces, and ids of different
+    /// processes collide no more often than random 64-bit ids. Do not use
+    /// them where an id must not be guessable.
+    pub fn advance(&mut self) -> [u8; 8] {
+        let parent = self.span_id;
+        self.span_id = new_span_id(parent);
+        parent
     }
 
     /// Formats the context as a version-00 W3C `traceparent` value:
@@ -481,6 +578,46 @@ impl TraceContext {
         }
         out
     }
+}
+
+/// A span id that is neither all zeros nor `parent`, unique within the
+/// process (see [`TraceContext::advance`]).
+fn new_span_id(parent: [u8; 8]) -> [u8; 8] {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// An odd constant (2^64 over the golden ratio): multiplying by it is a
+    /// bijection of `u64`, which spreads consecutive counts.
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: OnceLock<u64> = OnceLock::new();
+
+    let seed = *SEED.get_or_init(process_seed);
+    loop {
+        let count = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Each step is a bijection of `u64`, so distinct counts give
+        // distinct ids.
+        let mut z = seed.wrapping_add(count.wrapping_mul(GAMMA));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let id = (z ^ (z >> 31)).to_be_bytes();
+        if id != [0; 8] && id != parent {
+            return id;
+        }
+    }
+}
+
+/// A seed that differs between processes: the standard library's randomly
+/// keyed hasher over the process id and the clock.
+fn process_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
 }
 
 /// The header carrying a W3C trace context: `traceparent`.
@@ -894,6 +1031,73 @@ mod tests {
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01")
         );
         assert_eq!(outgoing.trace_from_headers(), Some(next));
+    }
+
+    #[test]
+    fn child_is_a_new_span_of_the_same_trace() {
+        let mut parent = TraceContext::new(TRACE_ID, SPAN_ID, false);
+        parent.baggage = vec![("tenant".to_owned(), "acme".to_owned())];
+        let child = parent.child();
+        assert_eq!(child.trace_id, TRACE_ID);
+        assert!(!child.sampled, "flags are kept");
+        assert_eq!(child.baggage, parent.baggage);
+        assert_ne!(child.span_id, SPAN_ID);
+        assert_ne!(child.span_id, [0; 8]);
+        // It parses back: a valid `traceparent`.
+        let text = child.to_traceparent();
+        assert_eq!(
+            TraceContext::from_traceparent(&text).unwrap().span_id,
+            child.span_id
+        );
+
+        let mut advanced = parent.clone();
+        assert_eq!(advanced.advance(), SPAN_ID, "returns the parent");
+        let first = advanced.span_id;
+        assert_eq!(advanced.advance(), first);
+        assert_ne!(advanced.span_id, first);
+        assert_eq!(advanced.baggage, parent.baggage);
+    }
+
+    #[test]
+    fn new_span_ids_are_unique_across_threads() {
+        let ids: Vec<[u8; 8]> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let parent = TraceContext::new(TRACE_ID, SPAN_ID, true);
+                        (0..5_000)
+                            .map(|_| parent.child().span_id)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(!distinct.contains(&[0; 8]) && !distinct.contains(&SPAN_ID));
+        // Consecutive ids do not look consecutive.
+        let first = u64::from_be_bytes(ids[0]);
+        let second = u64::from_be_bytes(ids[1]);
+        assert!(first.abs_diff(second) > 1 << 20);
+    }
+
+    #[test]
+    fn split_payload_keeps_the_rest_for_a_new_payload() {
+        let ts = Instant::now();
+        let mut env = Envelope::with_timestamp(String::from("7"), 3, ts);
+        env.set_trace(TraceContext::new(TRACE_ID, SPAN_ID, true));
+        let (text, rest) = env.split_payload();
+        assert_eq!(text, "7");
+        let back = rest.map(|()| 7u8);
+        assert_eq!((back.seq(), back.timestamp()), (3, ts));
+        assert_eq!(back.trace().unwrap().span_id, SPAN_ID);
+
+        let (_, bare) = Envelope::new(1u8, 0).split_payload();
+        assert!(!bare.has_metadata());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   when full.
 //! * [`backpressure`]: credit, rate, adaptive and pull strategies on an edge.
 //! * [`envelope`] and [`batch`]: item metadata and batches.
+//! * [`trace`]: following an item's W3C trace context through the stages,
+//!   with a `tracing` span per item and stage ([`traced`](trace::traced)).
 //! * [`transform`] and [`io`]: the built-in stages.
 //! * [`accumulate`]: keyed accumulation (`accumulate(..)`, `batch(..)`):
 //!   the [`Accumulator`](accumulate::Accumulator) trait, its policy, timers
@@ -44,6 +46,7 @@ pub mod options;
 pub mod parallel;
 pub mod policy;
 pub mod stage;
+pub mod trace;
 pub mod transform;
 
 pub use error::Error;

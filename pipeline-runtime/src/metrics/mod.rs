@@ -52,14 +52,15 @@
 //! carry them; with no subscriber interested, the span is disabled and
 //! entering it is a branch.
 //!
-//! Items travel through a pipeline as bare values, so there is no
-//! per-item trace context to follow through the stages: an item's trace
-//! context is carried by an [`Envelope`](crate::envelope::Envelope) if the
-//! items are envelopes, and [`Envelope::trace_from_headers`](crate::envelope::Envelope::trace_from_headers)
-//! and [`Envelope::inject_trace_into_headers`](crate::envelope::Envelope::inject_trace_into_headers)
-//! move it between the envelope and W3C `traceparent` / `baggage` headers
-//! at the edges of the system. Linking each item's work to its trace is
-//! left to the stages.
+//! Items travel through a pipeline as bare values unless the stages use
+//! [`Envelope`](crate::envelope::Envelope)s, which carry an item's trace
+//! context. A source that reads headers extracts it
+//! ([`Envelope::extract_trace_from_headers`](crate::envelope::Envelope::extract_trace_from_headers)),
+//! a stage wrapped in [`traced`](crate::trace::traced) runs each item in a
+//! span of its own, a child of the item's context, and passes the context
+//! on one hop further; a sink that writes headers injects it
+//! ([`Envelope::inject_trace_into_headers`](crate::envelope::Envelope::inject_trace_into_headers))
+//! as W3C `traceparent` and `baggage`. See [`crate::trace`].
 
 mod edge;
 mod observe;
