@@ -1,19 +1,48 @@
 //! Built-in sources and sinks.
+//!
+//! Sources: [`iter`], [`stream`], [`push`] (a back-pressured handle other
+//! code sends into), [`lines`] and [`frames`] (text lines and delimited
+//! byte frames read from any `AsyncRead`), [`interval`] (clock ticks).
+//! [`results`] turns a source's read errors into items.
+//!
+//! Sinks: [`for_each`], [`collect`], [`discard`], [`write()`] and
+//! [`write_lines`] (to any `AsyncWrite`), [`channel`] (a tokio `mpsc`
+//! sender) and [`sink`] (any `futures::Sink`).
 
+mod channel;
 mod collect;
 mod discard;
 mod for_each;
+mod frames;
+mod interval;
 mod iter;
+mod lines;
+mod push;
+mod results;
+mod sink;
 mod stream;
+mod write;
 
+pub use channel::{ChannelClosed, ChannelSink, channel};
 pub use collect::{Collect, Collected, collect};
 pub use discard::{Discard, discard};
 pub use for_each::{
     ForEach, ForEachAsync, SinkResult, for_each, for_each_async, for_each_unchecked,
 };
+pub use frames::{FrameError, Frames, frames};
+pub use interval::{Interval, interval};
 pub use iter::{Iter, iter};
+pub use lines::{DEFAULT_MAX_LINE, LineError, Lines, lines};
+pub use push::{Push, PushClosed, PushHandle, TryPushError, push};
+pub use results::{OkItems, Results, ok, results};
+pub use sink::{SinkError, SinkStage, sink};
 pub use stream::{StreamSource, stream};
+pub use write::{AsBytes, WriteError, WriteSink, write, write_lines};
 
 /// The stream trait that [`stream`] reads from, re-exported so that
 /// generated code and users name the same trait.
 pub use futures::Stream;
+
+/// The byte buffer that [`frames`] yields and [`write()`] takes, re-exported
+/// so that users name the same type.
+pub use bytes::Bytes;

@@ -1,0 +1,288 @@
+use std::error::Error;
+use std::fmt;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::stage::{BoxError, Never, Pull, Source, StageContext};
+
+/// A source fed through [`PushHandle`]s. See [`push`].
+pub struct Push<T> {
+    rx: mpsc::Receiver<T>,
+    closed: CancellationToken,
+    /// The channel was closed: only what it holds is left to read.
+    draining: bool,
+}
+
+/// Sends items into a [`push`] source, from any task.
+///
+/// Clones send into the same source. The source ends when every handle is
+/// dropped or one of them calls [`close`](PushHandle::close), once the
+/// items already sent have been read.
+pub struct PushHandle<T> {
+    tx: mpsc::Sender<T>,
+    closed: CancellationToken,
+}
+
+/// A source that other code pushes items into, through the returned
+/// [`PushHandle`], with back-pressure: at most `capacity` items wait for the
+/// pipeline, and [`send`](PushHandle::send) waits while that many do.
+///
+/// The source ends when every handle is dropped, or when
+/// [`close`](PushHandle::close) is called, after yielding the items already
+/// sent. When the pipeline stops (or ends), the source closes: sends fail
+/// with [`PushClosed`] instead of waiting forever, and items it had not
+/// read yet are dropped.
+///
+/// ```
+/// use pipeline_runtime::io::{TryPushError, push};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (orders, handle) = push::<u64>(2);
+/// // Give `orders` to the pipeline; send from anywhere.
+/// handle.send(1).await.unwrap();
+/// handle.try_send(2).unwrap();
+/// // Two items wait for the pipeline: `send` would wait, `try_send` says why not.
+/// assert!(matches!(handle.try_send(3), Err(TryPushError::Full(3))));
+/// handle.close();
+/// assert!(matches!(handle.try_send(3), Err(TryPushError::Closed(3))));
+/// # drop(orders);
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// If `capacity` is zero.
+pub fn push<T>(capacity: usize) -> (Push<T>, PushHandle<T>) {
+    assert!(capacity > 0, "a push source needs a capacity of at least 1");
+    let (tx, rx) = mpsc::channel(capacity);
+    let closed = CancellationToken::new();
+    let source = Push {
+        rx,
+        closed: closed.clone(),
+        draining: false,
+    };
+    (source, PushHandle { tx, closed })
+}
+
+impl<T> PushHandle<T> {
+    /// Sends `item`, waiting while the source holds `capacity` items the
+    /// pipeline has not taken yet.
+    ///
+    /// Fails, handing the item back, if the source is closed (by
+    /// [`close`](Self::close), or because the pipeline stopped or ended),
+    /// including while waiting.
+    pub async fn send(&self, item: T) -> Result<(), PushClosed<T>> {
+        if self.closed.is_cancelled() {
+            return Err(PushClosed(item));
+        }
+        tokio::select! {
+            biased;
+            () = self.closed.cancelled() => Err(PushClosed(item)),
+            permit = self.tx.reserve() => match permit {
+                Ok(permit) => {
+                    permit.send(item);
+                    Ok(())
+                }
+                Err(_) => Err(PushClosed(item)),
+            },
+        }
+    }
+
+    /// Sends `item` if the source has room now, without waiting.
+    ///
+    /// Fails, handing the item back, with [`TryPushError::Full`] if
+    /// `capacity` items are waiting for the pipeline, or
+    /// [`TryPushError::Closed`] if the source is closed.
+    pub fn try_send(&self, item: T) -> Result<(), TryPushError<T>> {
+        if self.closed.is_cancelled() {
+            return Err(TryPushError::Closed(item));
+        }
+        self.tx.try_send(item).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(item) => TryPushError::Full(item),
+            mpsc::error::TrySendError::Closed(item) => TryPushError::Closed(item),
+        })
+    }
+
+    /// Closes the source for every handle: later sends fail, sends waiting
+    /// for room fail now, and the source ends once it has yielded the items
+    /// already sent.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Whether the source is closed: by [`close`](Self::close), or because
+    /// the pipeline stopped, ended or was dropped.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled() || self.tx.is_closed()
+    }
+
+    /// Completes when the source is closed (see [`is_closed`](Self::is_closed)).
+    pub async fn closed(&self) {
+        tokio::select! {
+            () = self.closed.cancelled() => {}
+            () = self.tx.closed() => {}
+        }
+    }
+
+    /// How many more items the source can take now without waiting.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// The `capacity` the source was made with.
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+}
+
+impl<T> Clone for PushHandle<T> {
+    fn clone(&self) -> Self {
+        PushHandle {
+            tx: self.tx.clone(),
+            closed: self.closed.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for PushHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushHandle")
+            .field("capacity", &self.capacity())
+            .field("room", &self.room())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<T> Source for Push<T> {
+    type Out = T;
+    type Error = Never;
+
+    async fn fill(
+        &mut self,
+        out: &mut Vec<T>,
+        max: usize,
+        _: &StageContext,
+    ) -> Result<Pull, Never> {
+        let limit = max.saturating_sub(out.len());
+        if limit == 0 {
+            return Ok(Pull::More);
+        }
+        if !self.draining {
+            tokio::select! {
+                biased;
+                taken = self.rx.recv_many(out, limit) => {
+                    return Ok(if taken == 0 { Pull::Done } else { Pull::More });
+                }
+                () = self.closed.cancelled() => self.drain(),
+            }
+        }
+        let taken = self.rx.recv_many(out, limit).await;
+        Ok(if taken == 0 { Pull::Done } else { Pull::More })
+    }
+
+    async fn close(&mut self, _: &StageContext) -> Result<(), BoxError> {
+        // Senders learn at once that nobody will read what they send.
+        self.closed.cancel();
+        self.rx.close();
+        Ok(())
+    }
+}
+
+impl<T> Push<T> {
+    /// Refuses new items; those already sent can still be read.
+    fn drain(&mut self) {
+        self.rx.close();
+        self.draining = true;
+    }
+}
+
+impl<T> fmt::Debug for Push<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Push")
+            .field("queued", &self.rx.len())
+            .finish()
+    }
+}
+
+/// The error of [`PushHandle::send`]: the source is closed. Holds the item
+/// that was not sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PushClosed<T>(pub T);
+
+impl<T> PushClosed<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for PushClosed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PushClosed(..)")
+    }
+}
+
+impl<T> fmt::Display for PushClosed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the push source is closed: its pipeline stopped, or a handle closed it")
+    }
+}
+
+impl<T> Error for PushClosed<T> {}
+
+/// The error of [`PushHandle::try_send`]: why the item was not sent. Holds
+/// the item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TryPushError<T> {
+    /// The source already holds `capacity` items the pipeline has not taken
+    /// yet. Try later, or [`send`](PushHandle::send) to wait for room.
+    Full(T),
+    /// The source is closed: its pipeline stopped, or a handle closed it.
+    Closed(T),
+}
+
+impl<T> TryPushError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPushError::Full(item) | TryPushError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the source was full (rather than closed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryPushError::Full(_))
+    }
+
+    /// Whether the source was closed (rather than full).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryPushError::Closed(_))
+    }
+}
+
+impl<T> fmt::Debug for TryPushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPushError::Full(_) => f.write_str("Full(..)"),
+            TryPushError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for TryPushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPushError::Full(_) => f.write_str(
+                "the push source is full: the pipeline has not taken the items already sent",
+            ),
+            TryPushError::Closed(_) => f.write_str(
+                "the push source is closed: its pipeline stopped, or a handle closed it",
+            ),
+        }
+    }
+}
+
+impl<T> Error for TryPushError<T> {}
