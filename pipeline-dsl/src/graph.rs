@@ -160,12 +160,13 @@ impl Graph {
                 targets.entry(binding.to_string()).or_insert(last);
             }
         }
+        let looping = alias_loops(&statements, &targets, &bound, diagnostics);
         let stages: Vec<String> = graph
             .node_weights()
             .map(|node: &Node| node.ast.display_name())
             .collect();
         let resolve = |element: &Element, diagnostics: &mut Diagnostics| -> Option<Resolved> {
-            resolve(element, &targets, &bound, &stages, diagnostics)
+            resolve(element, &targets, &bound, &looping, &stages, diagnostics)
         };
 
         let mut edges = Vec::new();
@@ -340,12 +341,119 @@ fn bound_names(ast: &PipelineAst, diagnostics: &mut Diagnostics) -> HashMap<Stri
     bound
 }
 
+/// Finds the names bound only to each other (`a = b; b = a;`), which name
+/// no node. Each loop is reported once, at the binding of it written
+/// first; returns every name that leads into a loop, so references to
+/// them are left unresolved without an error of their own.
+fn alias_loops(
+    statements: &[(Option<Ident>, Vec<Element>, Vec<TokenStream>)],
+    targets: &HashMap<String, &Element>,
+    bound: &HashMap<String, Ident>,
+    diagnostics: &mut Diagnostics,
+) -> HashSet<String> {
+    // Where each name is bound (the binding that counts is the first),
+    // and how that binding reads in a message: `a = b`, `a = .. >> b[x]`.
+    let mut order: HashMap<String, usize> = HashMap::new();
+    let mut shown: HashMap<String, String> = HashMap::new();
+    for (position, (binding, elements, _)) in statements.iter().enumerate() {
+        let (Some(binding), Some(Element::Ref { name, port, .. })) = (binding, elements.last())
+        else {
+            continue;
+        };
+        let key = binding.to_string();
+        if order.contains_key(&key) || !matches!(targets.get(&key), Some(Element::Ref { .. })) {
+            continue;
+        }
+        let lead = if elements.len() > 1 { ".. >> " } else { "" };
+        let named = match port {
+            Some(port) => format!("{name}[{port}]"),
+            None => name.to_string(),
+        };
+        order.insert(key.clone(), position);
+        shown.insert(key.clone(), format!("{binding} = {lead}{named}"));
+    }
+    let mut names: Vec<&String> = order.keys().collect();
+    names.sort_by_key(|name| order[*name]);
+
+    let mut looping: HashSet<String> = HashSet::new();
+    let mut settled: HashSet<String> = HashSet::new();
+    for start in names {
+        // Walk the aliases from `start` until a node, an unbound name, a
+        // name already settled, or a name of this walk (a loop).
+        let mut path: Vec<String> = Vec::new();
+        let mut current = start.clone();
+        let into_loop = loop {
+            if looping.contains(&current) {
+                break true;
+            }
+            if settled.contains(&current) {
+                break false;
+            }
+            if let Some(at) = path.iter().position(|seen| *seen == current) {
+                report_loop(&path[at..], &order, &shown, bound, diagnostics);
+                break true;
+            }
+            path.push(current.clone());
+            match targets.get(&current) {
+                Some(Element::Ref { name, .. }) => current = name.to_string(),
+                _ => break false,
+            }
+        };
+        if into_loop {
+            looping.extend(path);
+        } else {
+            settled.extend(path);
+        }
+    }
+    looping
+}
+
+/// One error for a loop of aliases, at the binding of it written first,
+/// naming the loop from there.
+fn report_loop(
+    members: &[String],
+    order: &HashMap<String, usize>,
+    shown: &HashMap<String, String>,
+    bound: &HashMap<String, Ident>,
+    diagnostics: &mut Diagnostics,
+) {
+    let Some(first) = (0..members.len()).min_by_key(|&i| order.get(&members[i])) else {
+        return;
+    };
+    let walk: Vec<&String> = members[first..].iter().chain(&members[..first]).collect();
+    let Some(at) = bound.get(walk[0].as_str()) else {
+        return;
+    };
+    let bindings = walk
+        .iter()
+        .filter_map(|name| shown.get(name.as_str()))
+        .map(|binding| format!("`{binding}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = if walk.len() == 1 {
+        format!(
+            "`{}` is defined only in terms of itself ({bindings}): \
+             bind it to a chain that starts at a source",
+            walk[0]
+        )
+    } else {
+        format!(
+            "{} are defined only in terms of each other ({bindings}): \
+             bind one of them to a chain that starts at a source",
+            and_list(walk.iter().map(|name| format!("`{name}`")))
+        )
+    };
+    diagnostics.error_spanned(at, message);
+}
+
 /// Follows a reference to the node (and port) it names, through any
-/// chain of aliases (`a = b; b = c[port];`).
+/// chain of aliases (`a = b; b = c[port];`). A name in `looping` leads
+/// only to other names; its loop was reported.
 fn resolve(
     element: &Element,
     targets: &HashMap<String, &Element>,
     bound: &HashMap<String, Ident>,
+    looping: &HashSet<String>,
     stages: &[String],
     diagnostics: &mut Diagnostics,
 ) -> Option<Resolved> {
@@ -353,14 +461,10 @@ fn resolve(
         Element::Node(index) => return Some((*index, None)),
         Element::Ref { name, port, .. } => (name.clone(), port.clone()),
     };
-    // Aliases can form a loop (`a = b; b = a[x];`): walk each name once.
+    // Walk each name once, in case of a loop `alias_loops` did not see.
     let mut seen = HashSet::new();
     loop {
-        if !seen.insert(name.to_string()) {
-            diagnostics.error_spanned(
-                &name,
-                format!("`{name}` is defined only in terms of itself"),
-            );
+        if looping.contains(&name.to_string()) || !seen.insert(name.to_string()) {
             return None;
         }
         match targets.get(&name.to_string()) {
@@ -406,6 +510,19 @@ fn resolve(
                 );
                 return None;
             }
+        }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+pub(crate) fn and_list(items: impl IntoIterator<Item = String>) -> String {
+    let mut items: Vec<String> = items.into_iter().collect();
+    match items.len() {
+        0 => String::new(),
+        1 => items.remove(0),
+        _ => {
+            let last = items.pop().unwrap_or_default();
+            format!("{} and {last}", items.join(", "))
         }
     }
 }

@@ -15,7 +15,7 @@ use petgraph::visit::{Dfs, EdgeRef};
 use proc_macro2::Span;
 
 use crate::diagnostics::{Diagnostics, did_you_mean};
-use crate::graph::{Graph, Kind, Node};
+use crate::graph::{Graph, Kind, Node, and_list};
 use crate::options::{self, Options};
 use crate::parse::Target;
 
@@ -167,24 +167,21 @@ impl Checker<'_> {
         }
         let name = node.ast.display_name();
         if inputs == 0 && outputs == 0 && node.alone && node.binding.is_none() {
+            // The node as it is written in a chain: `map(..)`, `discard()`,
+            // `parse` (a bare name is read as a `#[stage]` item).
+            let written = written(&node.ast.target);
             let message = match node.kind {
                 Kind::Source => format!(
                     "`{name}` alone is not a pipeline: add a sink after it, \
-                     as in `{name}(..) >> for_each(|item| ..)`"
+                     as in `{written} >> for_each(|item| ..)`"
                 ),
-                Kind::Sink => {
-                    let written = match &node.ast.target {
-                        Target::Builtin { call, .. } if call.args.is_empty() => format!("{name}()"),
-                        _ => format!("{name}(..)"),
-                    };
-                    format!(
-                        "`{name}` alone is not a pipeline: put a source before it, \
-                         as in `iter(items) >> {written}`"
-                    )
-                }
+                Kind::Sink => format!(
+                    "`{name}` alone is not a pipeline: put a source before it, \
+                     as in `iter(items) >> {written}`"
+                ),
                 _ => format!(
                     "`{name}` alone is not a pipeline: a chain needs a source and a sink, \
-                     as in `iter(items) >> {name} >> for_each(|item| ..)`"
+                     as in `iter(items) >> {written} >> for_each(|item| ..)`"
                 ),
             };
             self.error(index, node, message);
@@ -263,17 +260,6 @@ impl Checker<'_> {
                         node.kind.described()
                     ))
                 }
-                "breaker" if node_options.parallel.is_some() => Some(format!(
-                    "a `breaker` on a parallel stage is not supported yet; remove `parallel` or `breaker` from `{shown}`"
-                )),
-                "on_error" if node_options.parallel.is_some() && node_options.retries() => {
-                    Some(format!(
-                        "`retry` on a parallel stage is not supported yet; remove `parallel` or use another `on_error` on `{shown}`"
-                    ))
-                }
-                "parallel" if !graph.port_outputs(index, "errors").is_empty() => Some(format!(
-                    "the `errors` port of a parallel stage is not supported yet; remove `parallel` from `{shown}` or disconnect `{shown}[errors]`"
-                )),
                 "ordered" | "unordered" | "by_key" if node_options.parallel.is_none() => {
                     Some(format!(
                         "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"
@@ -431,6 +417,37 @@ impl Checker<'_> {
         let node = graph.node(index);
         let shown = node.binding_or_name();
         let declared: Vec<String> = node.ports.iter().map(ToString::to_string).collect();
+        if node.binding.is_none() {
+            // No port of an unbound branch can be written, let alone
+            // connected: one error for them all, at the branch (a port
+            // declared twice was reported, and is named once here).
+            let unique: Vec<&String> = declared
+                .iter()
+                .enumerate()
+                .filter(|(i, port)| !declared[..*i].contains(port))
+                .map(|(_, port)| port)
+                .collect();
+            if unique.is_empty() {
+                return;
+            }
+            let ports = and_list(unique.iter().map(|p| format!("`{p}`")));
+            let connect = and_list(unique.iter().map(|p| format!("`split[{p}]`")));
+            let (noun, their) = if unique.len() == 1 {
+                ("port", "its")
+            } else {
+                ("ports", "their")
+            };
+            let message = format!(
+                "this branch is not bound to a name, so its {noun} {ports} cannot be connected \
+                 and {their} items would be lost; bind it, as in `split = .. >> branch(..);`, \
+                 and connect {connect}"
+            );
+            match &node.ast.target {
+                Target::Builtin { call, .. } => self.error(index, &call.func, message),
+                _ => self.error(index, node, message),
+            }
+            return;
+        }
         // A misspelt port was reported; the port it was meant to be is
         // probably the one that looks unconnected.
         let misspelt = graph
@@ -443,18 +460,14 @@ impl Checker<'_> {
         for port in &node.ports {
             let mentioned = graph.mentioned_ports.contains(&(index, port.to_string()));
             if !mentioned {
-                let message = if node.binding.is_some() {
+                self.error(
+                    index,
+                    port,
                     format!(
                         "the port `{port}` of `{shown}` is never connected, so its items would be lost; \
                          connect it, as in `{shown}[{port}] >> discard();`"
-                    )
-                } else {
-                    format!(
-                        "the port `{port}` is never connected, so its items would be lost; \
-                         bind the branch, as in `split = .. >> branch(..);`, and connect `split[{port}]`"
-                    )
-                };
-                self.error(index, port, message);
+                    ),
+                );
             }
         }
     }
@@ -657,6 +670,62 @@ impl Checker<'_> {
             self.bad.insert(index);
         }
     }
+}
+
+/// A node as the user writes it in a chain, for the examples in messages:
+/// `map(..)` or `discard()` for a call, `parse` for a bare `#[stage]` name,
+/// `stages::parse` for a path, `Window::new(..)` for a constructor.
+fn written(target: &Target) -> String {
+    match target {
+        Target::Name(ident) => ident.to_string(),
+        Target::Path(path) => path_written(path),
+        Target::Port { owner, port } => format!("{owner}[{port}]"),
+        Target::Builtin { builtin, call } => {
+            format!("{}{}", builtin.name, arguments(call.args.is_empty()))
+        }
+        Target::Expr(expr) => expr_written(expr),
+    }
+}
+
+fn expr_written(expr: &syn::Expr) -> String {
+    match expr {
+        syn::Expr::Call(call) => match &*call.func {
+            syn::Expr::Path(func) => {
+                format!(
+                    "{}{}",
+                    path_written(&func.path),
+                    arguments(call.args.is_empty())
+                )
+            }
+            _ => "..".to_owned(),
+        },
+        syn::Expr::MethodCall(call) => format!(
+            "{}.{}{}",
+            expr_written(&call.receiver),
+            call.method,
+            arguments(call.args.is_empty())
+        ),
+        syn::Expr::Path(path) => path_written(&path.path),
+        syn::Expr::Struct(literal) => format!("{} {{ .. }}", path_written(&literal.path)),
+        syn::Expr::Paren(inner) => expr_written(&inner.expr),
+        syn::Expr::Group(inner) => expr_written(&inner.expr),
+        _ => "..".to_owned(),
+    }
+}
+
+/// A path's segments joined by `::`, without their generic arguments.
+fn path_written(path: &syn::Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let leading = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    format!("{leading}{}", segments.join("::"))
+}
+
+fn arguments(empty: bool) -> &'static str {
+    if empty { "()" } else { "(..)" }
 }
 
 /// A builtin of a later version: reported as such, and nothing more.

@@ -243,3 +243,119 @@ fn a_statement_that_only_names_a_port_says_so() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_lone_builtin_transform_is_shown_as_a_call() {
+    let error = single_error(quote! { map(|x: u64| x); });
+    assert!(
+        error.contains("as in `iter(items) >> map(..) >> for_each(|item| ..)`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_lone_stage_name_is_shown_as_a_bare_name() {
+    let error = single_error(quote! { parse; });
+    assert!(
+        error.contains("as in `iter(items) >> parse >> for_each(|item| ..)`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_lone_transform_and_a_lone_sink_are_one_error_each() {
+    let errors = check_pipeline(quote! {
+        map(|x: u64| x);
+        discard();
+    });
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].contains("`iter(items) >> map(..) >>"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].contains("`iter(items) >> discard()`"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn names_defined_only_in_terms_of_each_other_are_one_error_naming_the_loop() {
+    let error = single_error(quote! {
+        a = b;
+        b = a;
+        a >> discard();
+    });
+    assert!(
+        error.starts_with("`a` and `b` are defined only in terms of each other (`a = b`, `b = a`)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_loop_of_four_names_through_a_port_is_one_error_from_its_first_binding() {
+    let error = single_error(quote! {
+        c = a;
+        b = d[x];
+        a = b;
+        d = c;
+        iter(v) >> c;
+        c >> discard();
+    });
+    assert!(
+        error.starts_with(
+            "`c`, `a`, `b` and `d` are defined only in terms of each other \
+             (`c = a`, `a = b`, `b = d[x]`, `d = c`)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_name_leading_into_a_loop_is_not_reported_itself() {
+    let error = single_error(quote! {
+        lead = a;
+        a = b;
+        b = a;
+        lead >> discard();
+    });
+    assert!(
+        error.starts_with("`a` and `b` are defined only in terms of each other"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_name_defined_as_itself_says_itself() {
+    let error = single_error(quote! {
+        a = a;
+        a >> discard();
+    });
+    assert!(
+        error.starts_with("`a` is defined only in terms of itself (`a = a`)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_ports_of_an_unbound_branch_are_one_error() {
+    let error = single_error(quote! {
+        iter(v) >> branch(|x, [big, small]| if *x > 1 { big } else { small });
+    });
+    assert!(
+        error.contains("its ports `big` and `small` cannot be connected")
+            && error.contains("connect `split[big]` and `split[small]`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_one_port_of_an_unbound_branch_is_named_in_the_singular() {
+    let error = single_error(quote! {
+        iter(v) >> branch(|x, [all]| all);
+    });
+    assert!(
+        error.contains("its port `all` cannot be connected and its items would be lost"),
+        "{error}"
+    );
+}

@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let _ = pipeline! {
+        map(|x: u64| x);
+        discard();
+    };
+}
