@@ -292,13 +292,14 @@ pub use pipeline_runtime::io::stream;
 // Graph wiring: the channel boundaries between fused chains.
 
 pub use pipeline_runtime::chain::{drive_into, join};
-pub use pipeline_runtime::fan::{Broadcast, ErrorsPort, Inlet, Output, Port, Route};
+pub use pipeline_runtime::fan::{
+    Broadcast, CloneInto, ErrorsPort, Hopped, Inlet, Output, Port, Route, hop_edge,
+};
 pub use pipeline_runtime::graph::{GraphEdge, GraphNode, PipelineGraph};
 pub use pipeline_runtime::metrics::EdgeStats;
 pub use pipeline_runtime::stage::Failed;
 
-/// Items an edge between two chains holds unless the pipeline says otherwise.
-pub const DEFAULT_BUFFER: usize = 1024;
+pub use pipeline_runtime::channel::DEFAULT_BUFFER;
 
 /// Counters for the edge from `from` (its `port`, if any) to `to`.
 pub fn edge_stats(
@@ -470,6 +471,7 @@ pub fn fuse_with_options<A, B>(
     stage: B,
     stats: Arc<StageStats>,
     options: options::StageOptions,
+    clone: Option<CloneInto<A::Out>>,
 ) -> Unknown<
     <B as Stage<A::Out>>::Out,
     Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
@@ -478,7 +480,7 @@ where
     A: Outputs,
     B: Stage<A::Out>,
 {
-    Fuse::with_options(upstream, stage, stats, options)
+    Fuse::with_options_cloned_by(upstream, stage, stats, options, clone)
 }
 
 /// The input of a stage that retries failed items, which is kept until
@@ -683,6 +685,119 @@ pub trait StageDefaults {
     const DEFAULTS: options::StageOptions;
 }
 
+/// How a `#[stage(on_error = retry(..))]` copies its input `T`, which
+/// must be `Clone`.
+pub const fn retry_cloner<T: RetriesInput>() -> CloneInto<T> {
+    pipeline_runtime::fan::clone_into::<T>
+}
+
+/// A `#[stage(on_error = retry(..))]`: it copies its input to try it
+/// again, whichever pipeline uses it.
+pub trait ClonesInput {
+    /// The stage's input.
+    type Input;
+    /// Copies a chunk of inputs.
+    const CLONE: CloneInto<Self::Input>;
+}
+
+/// Finds how a stage copies its input when it retries by default
+/// (`(&DefaultsOf::<S>::new()).input_cloner()` resolves here first) ...
+pub trait HasCloner {
+    /// The stage's input.
+    type Input;
+    /// How to copy a chunk of inputs.
+    fn input_cloner(&self) -> Option<CloneInto<Self::Input>>;
+}
+
+impl<S: ClonesInput> HasCloner for DefaultsOf<S> {
+    type Input = S::Input;
+    fn input_cloner(&self) -> Option<CloneInto<S::Input>> {
+        Some(S::CLONE)
+    }
+}
+
+/// ... and here for any other stage, which does not retry by default.
+pub trait NoCloner {
+    /// No way to copy.
+    fn input_cloner<T>(&self) -> Option<CloneInto<T>>;
+}
+
+impl<S> NoCloner for &DefaultsOf<S> {
+    fn input_cloner<T>(&self) -> Option<CloneInto<T>> {
+        None
+    }
+}
+
+/// A `#[stage(..)]` whose defaults ask for its own input edge (`buffer`,
+/// `on_full`, `backpressure`): where `pipeline!` fused it to the stage
+/// before, a [`Hopped`] puts that edge back.
+pub trait HopsByDefault {}
+
+/// Puts an edge before a stage that [hops by default](HopsByDefault)
+/// (`(&DefaultsOf::<S>::new()).hop(..)` resolves here first) ...
+pub trait HopBefore {
+    /// `chain`, driven by `drive` into an edge built from `options` and
+    /// counted in `edge`, and read on the other side.
+    #[allow(clippy::type_complexity)]
+    fn hop<A, F, Fut>(
+        &self,
+        chain: A,
+        drive: F,
+        options: &options::StageOptions,
+        edge: &Arc<EdgeStats>,
+    ) -> Hopped<Inlet<A::Out>, A, A::Out, F, Fut>
+    where
+        A: Chain,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>;
+}
+
+impl<S: HopsByDefault> HopBefore for DefaultsOf<S> {
+    fn hop<A, F, Fut>(
+        &self,
+        chain: A,
+        drive: F,
+        options: &options::StageOptions,
+        edge: &Arc<EdgeStats>,
+    ) -> Hopped<Inlet<A::Out>, A, A::Out, F, Fut>
+    where
+        A: Chain,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>,
+    {
+        let (output, rx) = hop_edge(options, DEFAULT_CHUNK, edge);
+        Hopped::new(Inlet::new(rx, DEFAULT_CHUNK), chain, output, drive)
+    }
+}
+
+/// ... and here for any other stage, which stays fused.
+pub trait NoHop {
+    /// `chain`, unchanged.
+    fn hop<A, F, Fut>(
+        &self,
+        chain: A,
+        drive: F,
+        options: &options::StageOptions,
+        edge: &Arc<EdgeStats>,
+    ) -> A
+    where
+        A: Chain,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>;
+}
+
+impl<S> NoHop for &DefaultsOf<S> {
+    #[inline]
+    fn hop<A, F, Fut>(&self, chain: A, _: F, _: &options::StageOptions, _: &Arc<EdgeStats>) -> A
+    where
+        A: Chain,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>,
+    {
+        chain
+    }
+}
+
 /// Stands for a stage type, to look up its defaults before the stage is
 /// made.
 pub struct DefaultsOf<S>(PhantomData<S>);
@@ -732,7 +847,7 @@ impl<S> NoDefaults for &S {
 // Parallel stages: a node with `parallel` heads its own segment and runs
 // its workers as spawned tasks.
 
-pub use pipeline_runtime::parallel::{ParallelHead, Worker, spawn as spawn_task};
+pub use pipeline_runtime::parallel::{Clones, ParallelHead, Worker, spawn as spawn_task};
 
 /// The item type of an edge, as a chain the next stage's closure can learn
 /// its parameter type from.
@@ -795,7 +910,6 @@ where
         stats,
         chunk,
     )
-    .with_options(options)
 }
 
 /// `node` with `parallel` and `by_key(key)`.
@@ -839,7 +953,44 @@ where
         stats,
         chunk,
     )
-    .with_options(options)
+}
+
+/// A parallel node's error policy and breaker, with no `errors` port and
+/// no retries.
+pub fn parallel_options<In, M, O, E>(
+    head: ParallelHead<In, M, O, E>,
+    options: options::StageOptions,
+    clone: Option<CloneInto<In>>,
+) -> ParallelHead<In, M, O, E>
+where
+    E: std::fmt::Display,
+{
+    head.with_options_cloned_by(options, clone)
+}
+
+/// A parallel node's options that retry failed items.
+pub fn parallel_retrying<In, M, O, E>(
+    head: ParallelHead<In, M, O, E>,
+    options: options::StageOptions,
+) -> ParallelHead<In, M, O, E>
+where
+    In: RetriesInput,
+    E: std::fmt::Display,
+{
+    head.with_options_cloning(options)
+}
+
+/// A parallel node with its `errors` port connected.
+pub fn parallel_with_errors<In, M, O, E>(
+    head: ParallelHead<In, M, O, E>,
+    options: options::StageOptions,
+    errors: Broadcast<Failed<In, E>>,
+) -> ParallelHead<In, M, O, E, ErrorsPort<In, E>>
+where
+    In: Clone,
+    E: std::fmt::Display,
+{
+    head.with_route(options, ErrorsPort::new(errors))
 }
 
 /// A stage that can run on several workers: each gets its own clone, on
@@ -853,3 +1004,225 @@ pub trait ParallelStage: Clone + Send + 'static {}
 
 #[diagnostic::do_not_recommend]
 impl<B: Clone + Send + 'static> ParallelStage for B {}
+
+// A bare-named stage's node: fused to the chain before it, unless its
+// `#[stage(parallel = ..)]` defaults say it runs on workers, which only its
+// type knows. `(&DefaultsOf::<S>::new()).attach(..)` resolves to
+// `AttachOnWorkers` for such a stage, else to `AttachFused`.
+
+/// A `#[stage(parallel = ..)]`: runs on workers wherever it is used.
+pub trait WorksInParallel {}
+
+/// How a [parallel-by-default](WorksInParallel) stage taking `In` starts
+/// its workers, and the key it orders by, written by `#[stage]` where the
+/// types are known.
+pub trait ParallelByDefault<In>: Stage<In> + Clone + Send + 'static {
+    /// Spawns one of the stage's workers.
+    fn spawn_worker(
+        worker: Worker<In, pipeline_runtime::parallel::Clones<Self>, Self::Out, Self::Error>,
+    ) -> tokio_handle::JoinHandle<Result<(), Error>>;
+
+    /// `by_key(f)`: the hash of an item's key, if the defaults order by key.
+    const KEY: Option<fn(&In) -> u64> = None;
+}
+
+/// Re-exported for the signatures `#[stage]` writes.
+pub mod tokio_handle {
+    pub use pipeline_runtime::parallel::JoinHandle;
+}
+
+/// The hash `by_key` orders by: the same for equal keys in every run.
+pub fn key_hash<K: std::hash::Hash>(key: K) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Attaches a stage that runs on workers by default ...
+pub trait AttachOnWorkers<S> {
+    /// `chain`, driven by `drive` into an edge built from `options`, read by
+    /// the workers of `stage`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn attach<A, P, F, Fut>(
+        &self,
+        chain: A,
+        stage: S,
+        stats: Arc<StageStats>,
+        options: options::StageOptions,
+        route: P,
+        clone: Option<CloneInto<A::Out>>,
+        drive: F,
+        edge: &Arc<EdgeStats>,
+    ) -> Unknown<
+        <S as Stage<A::Out>>::Out,
+        Hopped<
+            ParallelHead<
+                A::Out,
+                pipeline_runtime::parallel::Clones<S>,
+                <S as Stage<A::Out>>::Out,
+                <S as Stage<A::Out>>::Error,
+                P,
+            >,
+            A,
+            A::Out,
+            F,
+            Fut,
+        >,
+    >
+    where
+        A: Chain,
+        A::Out: Send + 'static,
+        S: ParallelByDefault<A::Out>,
+        <S as Stage<A::Out>>::Out: Send + 'static,
+        <S as Stage<A::Out>>::Error: std::fmt::Display + Send + 'static,
+        P: FailureRoute<A::Out, <S as Stage<A::Out>>::Error>,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>;
+}
+
+impl<S: WorksInParallel> AttachOnWorkers<S> for DefaultsOf<S> {
+    fn attach<A, P, F, Fut>(
+        &self,
+        chain: A,
+        stage: S,
+        stats: Arc<StageStats>,
+        options: options::StageOptions,
+        route: P,
+        clone: Option<CloneInto<A::Out>>,
+        drive: F,
+        edge: &Arc<EdgeStats>,
+    ) -> Hopped<
+        ParallelHead<
+            A::Out,
+            pipeline_runtime::parallel::Clones<S>,
+            <S as Stage<A::Out>>::Out,
+            <S as Stage<A::Out>>::Error,
+            P,
+        >,
+        A,
+        A::Out,
+        F,
+        Fut,
+    >
+    where
+        A: Chain,
+        A::Out: Send + 'static,
+        S: ParallelByDefault<A::Out>,
+        <S as Stage<A::Out>>::Out: Send + 'static,
+        <S as Stage<A::Out>>::Error: std::fmt::Display + Send + 'static,
+        P: FailureRoute<A::Out, <S as Stage<A::Out>>::Error>,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+        Fut: Future<Output = Result<(), Error>>,
+    {
+        let chunk = parallel_chunk(&options);
+        let (output, rx) = hop_edge(&options, chunk, edge);
+        let parallelism = options.parallel.unwrap_or(options::Parallelism::Fixed(1));
+        let stages = pipeline_runtime::parallel::clones(stage);
+        let head = match (options.ordering, S::KEY) {
+            (Some(options::Ordering::ByKey) | None, Some(key)) => {
+                ParallelHead::by_key(rx, stages, S::spawn_worker, parallelism, key, stats, chunk)
+            }
+            (ordering, _) => ParallelHead::new(
+                rx,
+                stages,
+                S::spawn_worker,
+                parallelism,
+                ordering.unwrap_or(options::Ordering::Ordered),
+                stats,
+                chunk,
+            ),
+        };
+        let head = head.with_route_cloned_by(options, route, clone);
+        Hopped::new(head, chain, output, drive)
+    }
+}
+
+/// ... and any other stage, fused to the chain before it.
+pub trait AttachFused<S> {
+    /// `chain >> stage`, run under `options`, with failed items that are
+    /// dead-lettered going to `route`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn attach<A, P, F, Fut>(
+        &self,
+        chain: A,
+        stage: S,
+        stats: Arc<StageStats>,
+        options: options::StageOptions,
+        route: P,
+        clone: Option<CloneInto<A::Out>>,
+        drive: F,
+        edge: &Arc<EdgeStats>,
+    ) -> Unknown<
+        <S as Stage<A::Out>>::Out,
+        Fuse<A, S, A::Out, <S as Stage<A::Out>>::Out, <S as Stage<A::Out>>::Error, P>,
+    >
+    where
+        A: Outputs,
+        S: Stage<A::Out>,
+        P: FailureRoute<A::Out, <S as Stage<A::Out>>::Error>,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut;
+}
+
+impl<S> AttachFused<S> for &DefaultsOf<S> {
+    #[inline]
+    fn attach<A, P, F, Fut>(
+        &self,
+        chain: A,
+        stage: S,
+        stats: Arc<StageStats>,
+        options: options::StageOptions,
+        route: P,
+        clone: Option<CloneInto<A::Out>>,
+        _: F,
+        _: &Arc<EdgeStats>,
+    ) -> Fuse<A, S, A::Out, <S as Stage<A::Out>>::Out, <S as Stage<A::Out>>::Error, P>
+    where
+        A: Outputs,
+        S: Stage<A::Out>,
+        P: FailureRoute<A::Out, <S as Stage<A::Out>>::Error>,
+        F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
+    {
+        Fuse::with_route_cloned_by(chain, stage, stats, options, route, clone)
+    }
+}
+
+/// `chain` and `stage`, checked that the stage takes what the chain emits:
+/// the one place a mismatch is reported. After one, the chain's type is
+/// unknown, so what is built with it next is not checked again.
+#[allow(clippy::type_complexity)]
+pub fn checked_stage<A, B>(
+    chain: A,
+    stage: B,
+) -> (
+    Unknown<<B as Stage<A::Out>>::Out, A>,
+    Unknown<<B as Stage<A::Out>>::Out, B>,
+)
+where
+    A: Outputs,
+    B: Stage<A::Out>,
+{
+    (chain, stage)
+}
+
+/// The route of a node whose `errors` port is connected: its input must be
+/// `Clone`, as failed items are sent on with it.
+pub fn errors_route<A, E>(_: &A, errors: Broadcast<Failed<A::Out, E>>) -> ErrorsPort<A::Out, E>
+where
+    A: Outputs,
+    A::Out: KeepsInput,
+{
+    ErrorsPort::new(errors)
+}
+
+/// How a node with a retrying option copies its inputs: `T` must be
+/// `Clone`.
+pub fn retry_input_cloner<A>(_: &A) -> Option<CloneInto<A::Out>>
+where
+    A: Outputs,
+    A::Out: RetriesInput,
+{
+    Some(pipeline_runtime::fan::clone_into::<A::Out>)
+}
+
+pub use pipeline_runtime::fan::{FailureRoute, LogFailures};

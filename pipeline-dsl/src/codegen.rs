@@ -391,12 +391,7 @@ impl<'a> Wiring<'a> {
             .map(|o| o.to_runtime(errors_connected))
             .unwrap_or_else(|| quote!(#private::options::StageOptions::NONE));
         let pipeline = self.verdict.pipeline_options.to_runtime(errors_connected);
-        let stage = match &self.graph.node(node).ast.target {
-            Target::Name(ident) => Some(quote!(#ident)),
-            Target::Path(path) => Some(quote!(#path)),
-            _ => None,
-        };
-        match stage {
+        match self.stage_type(node) {
             Some(ty) => quote! {
                 {
                     #[allow(unused_imports)]
@@ -656,7 +651,168 @@ impl<'a> Wiring<'a> {
             },
         };
         code.extend(quote_spanned! {here=> let #chain = #call; });
+        if let Some(broadcast) = self.errors_broadcast(node) {
+            let errors_var = local("__pipeline_errors", span);
+            code.extend(quote! { let #errors_var = #broadcast; });
+            code.extend(quote_spanned! {here=>
+                let #chain = #private_here::parallel_with_errors(#chain, #options_var, #errors_var);
+            });
+        } else {
+            if self.retries(node) {
+                code.extend(quote_spanned! {here=>
+                    let #chain = #private_here::parallel_retrying(#chain, #options_var);
+                });
+            } else {
+                let cloner = self.input_cloner(node);
+                code.extend(quote_spanned! {here=>
+                    let #chain = #private_here::parallel_options(#chain, #options_var, #cloner);
+                });
+            }
+        }
         code
+    }
+
+    /// How a node's stage copies its input if its `#[stage(..)]` defaults
+    /// retry: known from the type of a bare-named stage, else `None`.
+    fn input_cloner(&self, node: NodeIndex) -> TokenStream {
+        let private = private_path();
+        match self.stage_type(node) {
+            Some(ty) => quote! {
+                {
+                    #[allow(unused_imports)]
+                    use #private::{HasCloner as _, NoCloner as _};
+                    (&#private::DefaultsOf::<#ty>::new()).input_cloner()
+                }
+            },
+            None => quote!(::std::option::Option::None),
+        }
+    }
+
+    /// The type of a bare-named stage (a `#[stage]` item), whose defaults
+    /// can be looked up.
+    fn stage_type(&self, node: NodeIndex) -> Option<TokenStream> {
+        match &self.graph.node(node).ast.target {
+            Target::Name(ident) => Some(quote!(#ident)),
+            Target::Path(path) => Some(quote!(#path)),
+            _ => None,
+        }
+    }
+
+    /// A bare-named stage after the chain: fused to it, or on workers
+    /// behind an edge if its `#[stage(parallel = ..)]` defaults say so,
+    /// which only its type knows.
+    fn attach_code(&self, node: NodeIndex, ty: &TokenStream, retries: bool) -> TokenStream {
+        let graph = self.graph;
+        let span = graph.node(node).ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let private = private_path();
+        let stage = local("__pipeline_stage", span);
+        let chain = local("__pipeline_chain", span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let options_var = local("__pipeline_options", span);
+        let mut code = TokenStream::new();
+        let route = match self.errors_broadcast(node) {
+            Some(broadcast) => {
+                let errors_var = local("__pipeline_errors", span);
+                code.extend(quote! { let #errors_var = #broadcast; });
+                quote_spanned!(here=> #private_here::errors_route(&#chain, #errors_var))
+            }
+            None => quote!(#private::LogFailures),
+        };
+        let cloner = if retries {
+            quote_spanned!(here=> #private_here::retry_input_cloner(&#chain))
+        } else {
+            self.input_cloner(node)
+        };
+        let edge = match self.fused_input(node) {
+            Some(edge) => {
+                let edge = self.edge_var(edge);
+                quote!(&#edge)
+            }
+            // Already behind an edge of its own: a hop to workers is one
+            // more, counted apart.
+            None => {
+                let name = &graph.node(node).name;
+                quote!(&::std::sync::Arc::new(#private::EdgeStats::new(#name, #name, ::std::option::Option::None)))
+            }
+        };
+        code.extend(quote_spanned! {here=>
+            let (#chain, #stage) = #private_here::checked_stage(#chain, #stage);
+        });
+        let route_var = local("__pipeline_route", span);
+        let cloner_var = local("__pipeline_cloner", span);
+        code.extend(quote! {
+            let #route_var = #route;
+            let #cloner_var = #cloner;
+        });
+        code.extend(quote_spanned! {here=>
+            let #chain = {
+                #[allow(unused_imports)]
+                use #private_here::{AttachFused as _, AttachOnWorkers as _};
+                (&#private_here::DefaultsOf::<#ty>::new()).attach(
+                    #chain,
+                    #stage,
+                    ::std::sync::Arc::clone(&#stats),
+                    #options_var,
+                    #route_var,
+                    #cloner_var,
+                    |chain, output, control| #private::drive_into(chain, output, control),
+                    #edge,
+                )
+            };
+        });
+        code
+    }
+
+    /// The one edge into `node` if it is fused to the node before it.
+    fn fused_input(&self, node: NodeIndex) -> Option<EdgeIndex> {
+        let first_of_segment = self
+            .segment_of
+            .get(&node)
+            .is_none_or(|&segment| self.segments[segment].nodes.first() == Some(&node));
+        match self.graph.inputs(node).as_slice() {
+            [edge] if !first_of_segment => Some(*edge),
+            _ => None,
+        }
+    }
+
+    /// For a bare-named stage fused to the stage before it: an edge there
+    /// after all if its `#[stage(..)]` defaults ask for one (`buffer`,
+    /// `on_full`, `backpressure`), which only its type knows.
+    fn hop_code(&self, node: NodeIndex) -> TokenStream {
+        let Some(ty) = self.stage_type(node) else {
+            return TokenStream::new();
+        };
+        let Some(edge) = self.fused_input(node) else {
+            return TokenStream::new();
+        };
+        let private = private_path();
+        let chain = local("__pipeline_chain", Span::call_site());
+        let edge = self.edge_var(edge);
+        let options = self.options_of(node);
+        quote! {
+            let #chain = {
+                #[allow(unused_imports)]
+                use #private::{HopBefore as _, NoHop as _};
+                let options: #private::options::StageOptions = #options;
+                (&#private::DefaultsOf::<#ty>::new()).hop(
+                    #chain,
+                    |chain, output, control| #private::drive_into(chain, output, control),
+                    &options,
+                    &#edge,
+                )
+            };
+        }
+    }
+
+    /// Whether the node's options, its own or the pipeline's, retry failed
+    /// items.
+    fn retries(&self, node: NodeIndex) -> bool {
+        let node_options = self.verdict.node_options.get(node.index());
+        node_options.is_some_and(|o| o.retries())
+            || (self.verdict.pipeline_options.retries()
+                && node_options.is_none_or(|o| o.on_error.is_none()))
     }
 
     fn head_code(&self, node: NodeIndex) -> TokenStream {
@@ -687,11 +843,10 @@ impl<'a> Wiring<'a> {
         if is_last && graph.main_outputs(node).is_empty() {
             code.extend(quote_spanned! {here=> #private_here::ends_in_sink(&#stage); });
         }
+        code.extend(self.hop_code(node));
         let errors = graph.port_outputs(node, "errors");
         let node_options = self.verdict.node_options.get(node.index());
-        let retries = node_options.is_some_and(|o| o.retries())
-            || (self.verdict.pipeline_options.retries()
-                && node_options.is_none_or(|o| o.on_error.is_none()));
+        let retries = self.retries(node);
         let has_options = node_options.is_some_and(|o| !o.is_empty())
             || !self.verdict.pipeline_options.is_empty()
             || matches!(
@@ -705,13 +860,22 @@ impl<'a> Wiring<'a> {
                 let #options_var: ::pipeline::__private::options::StageOptions = #options;
             });
         }
-        if errors.is_empty() {
+        if let Some(ty) = self.stage_type(node) {
+            code.extend(self.attach_code(node, &ty, retries));
+        } else if errors.is_empty() {
             let function = match (retries, has_options) {
                 (true, _) => quote_spanned!(here=> fuse_retrying),
                 (false, true) => quote_spanned!(here=> fuse_with_options),
                 (false, false) => quote_spanned!(here=> fuse),
             };
-            let options_arg = has_options.then(|| quote_spanned!(here=> , #options_var));
+            let cloner = match (retries, has_options) {
+                (false, true) => {
+                    let cloner = self.input_cloner(node);
+                    quote_spanned!(here=> , #cloner)
+                }
+                _ => quote!(),
+            };
+            let options_arg = has_options.then(|| quote_spanned!(here=> , #options_var #cloner));
             code.extend(quote_spanned! {here=>
                 let #chain = #private_here::#function(#chain, #stage, ::std::sync::Arc::clone(&#stats) #options_arg);
             });

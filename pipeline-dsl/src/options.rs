@@ -344,19 +344,6 @@ pub fn parse_metas<'a>(
     options
 }
 
-/// Options that shape the graph around a node (its input edge, its
-/// workers), so they are set on the node in `pipeline!`, not as a
-/// `#[stage(..)]` default.
-pub const NODE_ONLY: &[&str] = &[
-    "parallel",
-    "ordered",
-    "unordered",
-    "by_key",
-    "buffer",
-    "on_full",
-    "backpressure",
-];
-
 /// Whether `key` names an option.
 pub fn is_option(key: &str) -> bool {
     OPTION_KEYS.contains(&key)

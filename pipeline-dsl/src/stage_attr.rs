@@ -76,6 +76,60 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
                 const DEFAULTS: ::pipeline::__private::options::StageOptions = #defaults;
             }
         });
+        // A pipeline fuses the stage to the one before it unless it knows
+        // better; these tell it, through the stage's type, that the stage
+        // wants its own input edge, or copies of its inputs to retry them.
+        let input = item_type(&function);
+        if let (Some((_, parallel)), Some(input)) = (&options.parallel, input) {
+            // Written at `parallel`, where rustc reports a stage whose
+            // futures cannot move to a worker's thread.
+            let spawn = quote_spanned!(*parallel=> ::pipeline::__private::spawn_task(worker.run()));
+            let key = crate::options::by_key(&options).map(|key| {
+                quote! {
+                    const KEY: ::core::option::Option<fn(&#input) -> u64> =
+                        ::core::option::Option::Some(|item: &#input| {
+                            ::pipeline::__private::key_hash((#key)(item))
+                        });
+                }
+            });
+            generated.extend(quote! {
+                impl ::pipeline::__private::WorksInParallel for #name {}
+                impl ::pipeline::__private::ParallelByDefault<#input> for #name {
+                    fn spawn_worker(
+                        worker: ::pipeline::__private::Worker<
+                            #input,
+                            ::pipeline::__private::Clones<Self>,
+                            <Self as ::pipeline::__private::Stage<#input>>::Out,
+                            <Self as ::pipeline::__private::Stage<#input>>::Error,
+                        >,
+                    ) -> ::pipeline::__private::tokio_handle::JoinHandle<
+                        ::core::result::Result<(), ::pipeline::__private::Error>,
+                    > {
+                        #spawn
+                    }
+                    #key
+                }
+            });
+        } else if options.buffer.is_some()
+            || options.on_full.is_some()
+            || options.backpressure.is_some()
+        {
+            generated.extend(quote! {
+                impl ::pipeline::__private::HopsByDefault for #name {}
+            });
+        }
+        if let (Some((crate::options::OnError::Retry { .. }, span)), Some(input)) =
+            (&options.on_error, input)
+        {
+            let private = quote_spanned!(*span=> ::pipeline::__private);
+            let clone = quote_spanned!(*span=> #private::retry_cloner::<#input>());
+            generated.extend(quote! {
+                impl ::pipeline::__private::ClonesInput for #name {
+                    type Input = #input;
+                    const CLONE: ::pipeline::__private::CloneInto<#input> = #clone;
+                }
+            });
+        }
     }
     let errors = diagnostics.to_compile_errors();
     // On error the function is still emitted unchanged, so calls to it keep
@@ -85,6 +139,14 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
         #function
         #generated
     }
+}
+
+/// The type of a stage function's item parameter, if it has one.
+fn item_type(function: &ItemFn) -> Option<&Type> {
+    function.sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Typed(t) => Some(&*t.ty),
+        FnArg::Receiver(_) => None,
+    })
 }
 
 fn item_keyword_span(item: &Item) -> Span {
@@ -137,24 +199,28 @@ fn parse_args(
         }
     }
     let options = crate::options::parse_metas(&options, diagnostics);
-    for (key, span) in options.keys() {
-        if crate::options::NODE_ONLY.contains(&key) {
-            diagnostics.error(
-                span,
-                format!(
-                    "`{key}` shapes the pipeline around a node (its input edge or its workers), \
-                     so it is set where the stage is used: `#[{key} ..] name` in `pipeline!`; \
-                     a `#[stage]` can set `on_error` and `breaker` as defaults"
-                ),
-            );
-        }
+    if options.parallel.is_none()
+        && let Some((ordering, span)) = &options.ordering
+    {
+        let key = match ordering {
+            crate::options::Ordering::Ordered => "ordered",
+            crate::options::Ordering::Unordered => "unordered",
+            crate::options::Ordering::ByKey(_) => "by_key",
+        };
+        diagnostics.error(
+            *span,
+            format!(
+                "`{key}` orders the outputs of parallel workers; add `parallel = N` to the \
+                 stage's defaults, or remove `{key}`"
+            ),
+        );
     }
-    if let Some((crate::options::OnError::Retry { .. }, span)) = options.on_error {
+    if role == Role::Source
+        && let Some((key, span)) = options.keys().into_iter().next()
+    {
         diagnostics.error(
             span,
-            "`retry` keeps a copy of each input to try it again, which the pipeline decides \
-             where the stage is used: write `#[on_error = retry(..)] name` in `pipeline!`; \
-             a `#[stage]` default can be `dead_letter`, `fail` or `ignore`",
+            format!("`{key}` is about a stage's input, and a `#[stage(source)]` takes none"),
         );
     }
     (role, flat, options)

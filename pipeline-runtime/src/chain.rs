@@ -16,7 +16,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::Error;
@@ -24,7 +23,8 @@ use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Ou
 use crate::lifecycle::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{Breaker, OnError, StageOptions};
-use crate::policy::{self, BreakerState, CircuitBreaker, Jitter, Settle, StagePolicy};
+use crate::policy::run::{Retrying, one_by_one, retry_failed, run_chunk};
+use crate::policy::{BreakerState, CircuitBreaker, Jitter, Settle, StagePolicy};
 use crate::stage::{Failures, Pull, Source, Stage, StageContext, StageError};
 
 /// Items pulled from a source per chunk unless the pipeline says otherwise.
@@ -222,6 +222,23 @@ impl<A, B, M, O, E> Fuse<A, B, M, O, E> {
         Fuse::with_route(upstream, stage, stats, options, LogFailures)
     }
 
+    /// Like [`with_options`](Fuse::with_options), with `clone` to copy
+    /// inputs if `options` retries (a `#[stage(on_error = retry(..))]`
+    /// knows how to copy its input; other stages give `None`).
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)` and `clone` is `None`.
+    pub fn with_options_cloned_by(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+        clone: Option<CloneInto<M>>,
+    ) -> Self {
+        Fuse::with_route_cloned_by(upstream, stage, stats, options, LogFailures, clone)
+    }
+
     /// Like [`with_options`](Fuse::with_options), for an input type that
     /// can be cloned, so that `on_error = retry(..)` can call the stage
     /// again on a failed item. Inputs are cloned only when `options` asks
@@ -299,12 +316,34 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
     where
         P: FailureRoute<M, E>,
     {
+        Fuse::with_route_cloned_by(upstream, stage, stats, options, route, None)
+    }
+
+    /// Like [`with_route`](Fuse::with_route), with `clone` to copy inputs
+    /// if the route cannot (a `#[stage(on_error = retry(..))]` knows how to
+    /// copy its input).
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)` and neither `clone` nor
+    /// the route can clone the input.
+    pub fn with_route_cloned_by(
+        upstream: A,
+        stage: B,
+        stats: Arc<StageStats>,
+        options: StageOptions,
+        route: P,
+        clone: Option<CloneInto<M>>,
+    ) -> Self
+    where
+        P: FailureRoute<M, E>,
+    {
         let on_error = options.on_error.unwrap_or(if P::HANDS_ON {
             OnError::DeadLetter
         } else {
             OnError::Ignore
         });
-        let clone = route.cloner();
+        let clone = clone.or_else(|| route.cloner());
         assert!(
             clone.is_some() || !matches!(on_error, OnError::Retry { .. }),
             "stage `{}`: `on_error = retry(..)` needs a clone of each input; build the fused stage with `Fuse::with_options_cloning` or `Fuse::with_errors`",
@@ -518,6 +557,7 @@ where
                     &mut self.failed,
                 )
                 .await
+                .filtered
             }
             // Boxed: a future that only stages behind a breaker need.
             Some((breaker, one)) => {
@@ -532,6 +572,7 @@ where
                     &mut self.failed,
                 ))
                 .await
+                .filtered
             }
         };
         let (mut failed, mut dead_lettered) = (0, 0);
@@ -609,60 +650,25 @@ where
         }
         let settle = policy.rules.settle;
         if let Some((retry, backoff)) = &mut policy.rules.retry {
-            let clone = policy.keep.expect("a retrying stage keeps its inputs");
-            let attempts = retry.attempts;
-            let mut retried = 0;
-            while retried < attempts && !self.failed.is_empty() {
-                retried += 1;
-                tokio::time::sleep(backoff.delay(retried)).await;
-                self.ctx.stats().record_retries(self.failed.len() as u64);
-                // Keep the inputs again if another attempt or the errors
-                // port may need them.
-                let keep_again = retried < attempts || settle == Settle::DeadLetter;
-                let mut items = std::mem::take(&mut inputs);
-                if keep_again {
-                    clone(&items, &mut inputs);
-                }
-                let mut again = Vec::new();
-                filtered += match policy.rules.breaker.as_mut() {
-                    None => {
-                        run_chunk(
-                            &mut self.stage,
-                            &mut items,
-                            out,
-                            &mut self.failures,
-                            &self.ctx,
-                            0,
-                            &mut again,
-                        )
-                        .await
-                    }
-                    Some(breaker) => {
-                        one_by_one(
-                            &mut self.stage,
-                            &mut items,
-                            out,
-                            &mut self.failures,
-                            breaker,
-                            &mut policy.one,
-                            &self.ctx,
-                            &mut again,
-                        )
-                        .await
-                    }
-                };
-                // Still failing: those of `again`, by index in this retry.
-                let previous = std::mem::take(&mut self.failed);
-                let mut clones = std::mem::take(&mut inputs).into_iter();
-                let mut again = again.into_iter().peekable();
-                for (at, (index, _)) in previous.into_iter().enumerate() {
-                    let input = clones.next();
-                    if let Some((_, error)) = again.next_if(|(i, _)| *i == at) {
-                        self.failed.push((index, error));
-                        inputs.extend(input);
-                    }
-                }
-            }
+            let retrying = Retrying {
+                retry,
+                backoff,
+                clone: policy.keep.expect("a retrying stage keeps its inputs"),
+                keep_last: settle == Settle::DeadLetter,
+            };
+            filtered += retry_failed(
+                &mut self.stage,
+                retrying,
+                policy.rules.breaker.as_mut(),
+                &mut policy.one,
+                &mut self.failures,
+                &self.ctx,
+                &mut self.failed,
+                &mut inputs,
+                out,
+            )
+            .await
+            .filtered;
         }
         let stage = self.ctx.name();
         let count = self.failed.len() as u64;
@@ -725,88 +731,6 @@ where
             }
         }
     }
-}
-
-/// Runs `items` through a stage behind `breaker`, one item per call, each
-/// gated and timed. Failures go to `failed` by index in `items` (a refused
-/// item fails with [`StageError::BreakerOpen`]); returns how many items
-/// were filtered.
-#[allow(clippy::too_many_arguments)]
-async fn one_by_one<B, M, E>(
-    stage: &mut B,
-    items: &mut Vec<M>,
-    out: &mut Vec<B::Out>,
-    failures: &mut Failures<E>,
-    breaker: &mut CircuitBreaker,
-    one: &mut Vec<M>,
-    ctx: &StageContext,
-    failed: &mut Vec<(usize, StageError<E>)>,
-) -> u64
-where
-    B: Stage<M, Error = E>,
-{
-    let mut filtered = 0;
-    // One clock read per call: a call's end is the next one's start, and
-    // a run of refused items reads no clock at all.
-    let mut now = Instant::now();
-    for (index, item) in items.drain(..).enumerate() {
-        if !breaker.admit(now) {
-            failures.skip(1);
-            failed.push((index, StageError::BreakerOpen));
-            continue;
-        }
-        one.push(item);
-        let failed_before = failed.len();
-        filtered += run_chunk(stage, one, out, failures, ctx, index, failed).await;
-        let end = Instant::now();
-        let bad = failed.len() > failed_before || breaker.is_slow(end - now);
-        breaker.record(end, bad);
-        now = end;
-    }
-    filtered
-}
-
-/// Runs one chunk through `stage` with a panic guard around the whole
-/// call; failures go to `failed` by index in the chunk plus `offset`.
-/// Returns how many items were filtered.
-async fn run_chunk<B, M, E>(
-    stage: &mut B,
-    items: &mut Vec<M>,
-    out: &mut Vec<B::Out>,
-    failures: &mut Failures<E>,
-    ctx: &StageContext,
-    offset: usize,
-    failed: &mut Vec<(usize, StageError<E>)>,
-) -> u64
-where
-    B: Stage<M, Error = E>,
-{
-    let count = items.len();
-    let before = out.len();
-    let start = failures.position();
-    let guarded = {
-        let (stage, chunk, outputs, records) =
-            (&mut *stage, &mut *items, &mut *out, &mut *failures);
-        policy::guard(move || {
-            // Moved in, so the closure is called once and the future may
-            // keep the borrows.
-            let (stage, chunk, outputs, records) = (stage, chunk, outputs, records);
-            stage.process_chunk(chunk, outputs, records, ctx)
-        })
-        .await
-    };
-    match guarded {
-        // A stage that leaves inputs behind would lose them silently.
-        Ok(()) => debug_assert!(items.is_empty(), "a stage must drain its input chunk"),
-        Err(message) => {
-            out.truncate(before);
-            failures.panicked_chunk(start, count, &message);
-        }
-    }
-    items.clear();
-    failures.take_all(|position, error| {
-        failed.push(((position - start) as usize + offset, error));
-    })
 }
 
 /// Runs a chain to completion: initialise, pull until the source is done

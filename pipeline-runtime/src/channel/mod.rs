@@ -129,6 +129,9 @@ pub fn edge<T>(capacity: usize, chunk: usize) -> (EdgeSender<T>, EdgeReceiver<T>
     edge_with(capacity, chunk, OnFull::Block, None)
 }
 
+/// The capacity, in items, of an edge whose options set no `buffer`.
+pub const DEFAULT_BUFFER: usize = 1024;
+
 /// Creates a batched bounded edge with the policy `on_full` and, if given, the
 /// back-pressure strategy `backpressure`.
 ///

@@ -12,11 +12,13 @@
 //! the source and nothing is lost.
 
 mod errors;
+mod hop;
 mod inlet;
 mod outlet;
 mod route;
 
 pub use errors::{CloneInto, ErrorsPort, FailureRoute, LogFailures, clone_into};
+pub use hop::{Hopped, hop_edge};
 pub use inlet::Inlet;
 pub use outlet::{Broadcast, Outlet, Output};
 pub use route::{Port, Route};

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use metrics::Gauge;
@@ -55,6 +55,10 @@ pub struct EdgeStats {
     /// For an edge inside a fused chain: the stage it feeds, whose input
     /// count is the edge's count (no channel, so nothing to count twice).
     fused_into: Option<Arc<StageStats>>,
+    /// Set when a fused edge became a real one at run time (a hop, for a
+    /// stage whose defaults ask for its own input edge): its counts are
+    /// its own from then on.
+    hopped: AtomicBool,
     /// The channel's queue, once a producer's output is attached.
     queue: OnceLock<Arc<dyn EdgeQueue>>,
     observers: OnceLock<EdgeObservers>,
@@ -72,6 +76,7 @@ impl EdgeStats {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             fused_into: None,
+            hopped: AtomicBool::new(false),
             queue: OnceLock::new(),
             observers: OnceLock::new(),
         }
@@ -194,9 +199,15 @@ impl EdgeStats {
     /// Items shipped into the edge so far, delivered or dropped.
     pub fn sent(&self) -> u64 {
         match &self.fused_into {
-            Some(stage) => stage.items_in(),
-            None => self.sent.load(Relaxed),
+            Some(stage) if !self.hopped.load(Relaxed) => stage.items_in(),
+            _ => self.sent.load(Relaxed),
         }
+    }
+
+    /// Marks a fused edge as a real one from now on: a hop, which queues
+    /// and may drop items, so it counts what is sent over it itself.
+    pub(crate) fn mark_hop(&self) {
+        self.hopped.store(true, Relaxed);
     }
 
     /// Items sent over the edge that did not (and will not) reach its

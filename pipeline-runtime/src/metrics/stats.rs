@@ -299,6 +299,15 @@ impl StageStats {
         }
     }
 
+    /// Records in `pipeline_stage_chunk_seconds` a chunk that took
+    /// `elapsed`, timed where it ran: by a parallel stage's worker.
+    #[inline]
+    pub fn record_chunk_time(&self, elapsed: std::time::Duration) {
+        if let Some(o) = self.observed() {
+            o.chunk_seconds.record(elapsed);
+        }
+    }
+
     /// Marks the stage as ended: [`Finished`](StageStatus::Finished) if
     /// `ok`, else [`Failed`](StageStatus::Failed), and notes the time. Only
     /// the first call counts. A fused stage calls it when it closes; the

@@ -13,15 +13,16 @@ use tokio::task::JoinHandle;
 
 use super::IN_FLIGHT_PER_WORKER;
 use super::limit::AimdLimit;
-use super::worker::{Done, Job, Msg, Prototype, Spawn, Worker};
+use super::worker::{Done, Job, Msg, Prototype, Rules, Spawn, Worker};
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
 use crate::error::Error;
-use crate::fan::{CloneInto, FailureRoute, LogFailures};
+use crate::fan::{CloneInto, FailureRoute, LogFailures, clone_into};
 use crate::lifecycle::Control;
-use crate::metrics::StageStats;
+use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{OnError, Ordering, Parallelism, StageOptions};
-use crate::policy;
+use crate::policy::run::SharedBreaker;
+use crate::policy::{self, CircuitBreaker, Settle};
 use crate::stage::{Failed, Pull, Stage, StageContext, StageError};
 
 /// A key function, hashed.
@@ -32,14 +33,6 @@ enum Order {
     Ordered,
     Unordered,
     ByKey,
-}
-
-/// What happens to a failed item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
-    Ignore,
-    DeadLetter,
-    Fail,
 }
 
 /// A started worker, as the head sees it.
@@ -111,6 +104,8 @@ struct Core<In, M, O, E> {
     /// Clones a chunk's inputs when failed items are handed on with them.
     keep: Option<CloneInto<In>>,
     kept: HashMap<u64, Vec<In>>,
+    /// What each worker does about failed items: retries, the breaker.
+    rules: Rules<In>,
     started: bool,
 }
 
@@ -272,64 +267,126 @@ where
 }
 
 impl<In, M, O, E, P> ParallelHead<In, M, O, E, P> {
-    /// Handles failed items as `options.on_error` says (its other options
-    /// are not the head's business; `parallel` and the ordering were given
-    /// to the constructor), keeping the failure route: `ignore` (the
-    /// default), `fail`, or `dead_letter` if the route hands items on
-    /// (else `dead_letter` means `ignore`).
+    /// Handles failed items as `options.on_error` and `options.breaker`
+    /// say (its other options are not the head's business; `parallel` and
+    /// the ordering were given to the constructor), keeping the failure
+    /// route: `ignore` (the default), `fail`, or `dead_letter` if the
+    /// route hands items on (else `dead_letter` means `ignore`).
+    ///
+    /// Each worker retries its own failed items, after its own backoff;
+    /// one breaker, shared by the workers, gates every call.
     ///
     /// # Panics
     ///
-    /// If `options` asks for `on_error = retry(..)` or a `breaker`, which
-    /// a parallel stage does not support yet.
+    /// If `options` asks for `on_error = retry(..)`, which needs a copy
+    /// of each input: use [`with_options_cloning`](Self::with_options_cloning)
+    /// or [`with_route`](Self::with_route) with a route that clones.
     pub fn with_options(self, options: StageOptions) -> Self
     where
         P: FailureRoute<In, E>,
     {
         let ParallelHead { core, policy } = self;
-        ParallelHead::build(core, policy.route, &options)
+        ParallelHead::build(core, policy.route, &options, None)
+    }
+
+    /// Like [`with_options`](Self::with_options), for an input type that
+    /// can be cloned, so that `on_error = retry(..)` can call the stage
+    /// again on a failed item. Inputs are cloned only when `options` asks
+    /// for a retry.
+    pub fn with_options_cloning(self, options: StageOptions) -> Self
+    where
+        In: Clone,
+        P: FailureRoute<In, E>,
+    {
+        let ParallelHead { core, policy } = self;
+        ParallelHead::build(core, policy.route, &options, Some(clone_into::<In>))
+    }
+
+    /// Like [`with_options`](Self::with_options), with `clone` to copy
+    /// inputs if `options` retries (`None` if the input cannot be copied).
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)` and `clone` is `None`.
+    pub fn with_options_cloned_by(self, options: StageOptions, clone: Option<CloneInto<In>>) -> Self
+    where
+        P: FailureRoute<In, E>,
+    {
+        let ParallelHead { core, policy } = self;
+        ParallelHead::build(core, policy.route, &options, clone)
     }
 
     /// Sends dead-lettered items to `route` (the node's connected `errors`
     /// port, [`ErrorsPort`](crate::fan::ErrorsPort)), with failed items
-    /// handled as `options.on_error` says; unset, it means `dead_letter`
-    /// if the route hands items on. Dead-lettering keeps a clone of each
-    /// chunk's inputs until the chunk is back.
+    /// handled as `options` says (see [`with_options`](Self::with_options));
+    /// an unset `on_error` means `dead_letter` if the route hands items
+    /// on. Dead-lettering keeps a clone of each chunk's inputs until the
+    /// chunk is back.
     ///
     /// # Panics
     ///
-    /// As [`with_options`](Self::with_options).
+    /// If `options` asks for `on_error = retry(..)` and the route cannot
+    /// [clone](FailureRoute::cloner) the input.
     pub fn with_route<Q>(self, options: StageOptions, route: Q) -> ParallelHead<In, M, O, E, Q>
     where
         Q: FailureRoute<In, E>,
     {
-        ParallelHead::build(self.core, route, &options)
+        ParallelHead::build(self.core, route, &options, None)
     }
 
-    fn build(mut core: Core<In, M, O, E>, route: P, options: &StageOptions) -> Self
+    /// Like [`with_route`](Self::with_route), with `clone` to copy inputs
+    /// if the route cannot.
+    ///
+    /// # Panics
+    ///
+    /// If `options` asks for `on_error = retry(..)` and neither `clone`
+    /// nor the route can clone the input.
+    pub fn with_route_cloned_by<Q>(
+        self,
+        options: StageOptions,
+        route: Q,
+        clone: Option<CloneInto<In>>,
+    ) -> ParallelHead<In, M, O, E, Q>
+    where
+        Q: FailureRoute<In, E>,
+    {
+        ParallelHead::build(self.core, route, &options, clone)
+    }
+
+    fn build(
+        mut core: Core<In, M, O, E>,
+        route: P,
+        options: &StageOptions,
+        clone: Option<CloneInto<In>>,
+    ) -> Self
     where
         P: FailureRoute<In, E>,
     {
         let stage = core.ctx.name();
-        assert!(
-            options.breaker.is_none(),
-            "stage `{stage}`: a circuit breaker is not supported on a parallel stage yet"
-        );
         let on_error = options.on_error.unwrap_or(if P::HANDS_ON {
             OnError::DeadLetter
         } else {
             OnError::Ignore
         });
-        let settle = match on_error {
-            OnError::Ignore => Settle::Ignore,
-            OnError::DeadLetter => Settle::DeadLetter,
-            OnError::Fail => Settle::Fail,
-            OnError::Retry { .. } => {
-                panic!(
-                    "stage `{stage}`: `on_error = retry(..)` is not supported on a parallel stage yet"
-                )
-            }
+        let (settle, retry) = match on_error {
+            OnError::Ignore => (Settle::Ignore, None),
+            OnError::DeadLetter => (Settle::DeadLetter, None),
+            OnError::Fail => (Settle::Fail, None),
+            OnError::Retry { retry, then } => (then.into(), Some(retry)),
         };
+        let clone = clone.or_else(|| route.cloner());
+        let retry = retry.filter(|retry| retry.attempts > 0).map(|retry| {
+            let clone = clone.unwrap_or_else(|| {
+                panic!(
+                    "stage `{stage}`: `on_error = retry(..)` needs a clone of each input; build the parallel stage with `with_options_cloning` or `with_route`"
+                )
+            });
+            (retry, clone)
+        });
+        let breaker = options.breaker.map(|config| {
+            SharedBreaker::new(CircuitBreaker::new(config, Arc::clone(core.ctx.stats())))
+        });
+        core.rules = Rules { retry, breaker };
         core.keep = None;
         let settle = match (settle, route.cloner()) {
             (Settle::DeadLetter, Some(clone)) if P::HANDS_ON => {
@@ -419,6 +476,7 @@ impl<In, M, O, E> Core<In, M, O, E> {
             taken: 0,
             keep: None,
             kept: HashMap::new(),
+            rules: Rules::NONE,
             started: false,
         }
     }
@@ -652,6 +710,7 @@ impl<In, M, O, E> Core<In, M, O, E> {
             jobs,
             self.results_tx.clone(),
             self.ctx.clone(),
+            self.rules.clone(),
         );
         let handle = (self.spawn)(worker);
         self.pool.slots[index] = Some(Slot {
@@ -745,6 +804,7 @@ where
             out: mut outputs,
             filtered,
             failed,
+            elapsed,
             ..
         } = done;
         let kept = self.core.kept.remove(&id);
@@ -755,6 +815,7 @@ where
         };
         let stats = self.core.ctx.stats();
         stats.record_chunk(items as u64, outputs.len() as u64, filtered, failed);
+        stats.record_chunk_time(elapsed);
         stats.record_dead_lettered(dead_lettered);
         let core = &mut self.core;
         if core.order == Order::Ordered {
@@ -783,6 +844,9 @@ where
     ) -> (u64, u64) {
         let stage = self.core.ctx.name();
         let count = failed.len() as u64;
+        if let Some((_, last)) = failed.last() {
+            self.core.ctx.stats().record_error(last);
+        }
         match (self.policy.settle, kept) {
             (Settle::DeadLetter, Some(kept)) => {
                 let mut failed = failed.into_iter().peekable();
@@ -850,6 +914,7 @@ where
             return Ok(());
         }
         core.started = true;
+        core.ctx.stats().observe(DEFAULT_PIPELINE_NAME);
         let initial = if core.limit.is_some() { 1 } else { core.slots };
         for index in 0..initial {
             core.start_worker(index);
@@ -953,10 +1018,16 @@ where
                 first.get_or_insert(error);
             }
         }
-        match self.policy.fatal.take() {
+        let stats = self.core.ctx.stats();
+        if let Some(error) = &first {
+            stats.record_error(error);
+        }
+        let result = match self.policy.fatal.take() {
             Some(fatal) => Err(fatal),
             None => first.map_or(Ok(()), Err),
-        }
+        };
+        stats.finish(result.is_ok());
+        result
     }
 }
 

@@ -127,6 +127,9 @@ pub use head::ParallelHead;
 pub use limit::AimdLimit;
 pub use worker::{Clones, Factory, Prototype, Spawn, Worker, clones, factory, spawn};
 
+/// The handle of a spawned worker, as [`Spawn`] returns it.
+pub use tokio::task::JoinHandle;
+
 /// Chunks a worker of `parallel = N` or `cpu` may hold at once: the one it
 /// processes and the next.
 pub const IN_FLIGHT_PER_WORKER: usize = 2;

@@ -839,9 +839,23 @@ async fn on_error_fail_stops_the_sources_drains_and_closes_with_the_first_failur
     assert_accounted(&stats);
 }
 
+fn retry_twice() -> StageOptions {
+    StageOptions {
+        on_error: Some(OnError::Retry {
+            retry: crate::options::Retry {
+                attempts: 2,
+                backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(10),
+            },
+            then: crate::options::Exhausted::Ignore,
+        }),
+        ..StageOptions::NONE
+    }
+}
+
 #[test]
-#[should_panic(expected = "not supported on a parallel stage yet")]
-fn retry_is_refused_rather_than_ignored() {
+#[should_panic(expected = "needs a clone of each input")]
+fn retry_without_a_way_to_copy_inputs_is_refused_rather_than_ignored() {
     let (_tx, rx) = edge::<u64>(8, 8);
     let _ = ParallelHead::new(
         rx,
@@ -852,17 +866,31 @@ fn retry_is_refused_rather_than_ignored() {
         stats("picky"),
         4,
     )
-    .with_options(StageOptions {
-        on_error: Some(OnError::Retry {
-            retry: crate::options::Retry {
-                attempts: 2,
-                backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(10),
-            },
-            then: crate::options::Exhausted::Ignore,
-        }),
-        ..StageOptions::NONE
-    });
+    .with_options(retry_twice());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_calls_the_stage_again_on_each_failed_item_then_settles_it() {
+    let stats = stats("picky");
+    let mut head = ParallelHead::new(
+        feed((0..100).collect()),
+        clones(Picky),
+        |w| spawn(w.run()),
+        Parallelism::Fixed(2),
+        Ordering::Ordered,
+        Arc::clone(&stats),
+        4,
+    )
+    .with_options_cloning(retry_twice());
+    let out = drain(&mut head, |_| {}).await.unwrap();
+    let (filtered, failed, passed) = picky_counts(100);
+    assert_eq!(out.len() as u64, passed);
+    assert_eq!((stats.filtered(), stats.failed()), (filtered, failed));
+    // Picky fails the same items every time: each is retried twice. A
+    // chunk whose call panicked fails whole, so its other items are
+    // retried (once, and succeed) too.
+    assert!(stats.retries() >= 2 * failed, "{}", stats.retries());
+    assert_accounted(&stats);
 }
 
 /// A sink that sums what it takes, failing odd items.

@@ -10,9 +10,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::Error;
-use crate::policy;
+use crate::fan::CloneInto;
+use crate::policy::run::{Ran, Retrying, SharedBreaker, one_by_one, retry_failed, run_chunk};
+use crate::policy::{Backoff, Jitter, Retry, seed};
 use crate::stage::{Failures, Stage, StageContext, StageError};
 
 /// Where a parallel stage's workers get their own instance of the stage.
@@ -139,6 +142,33 @@ pub(super) struct Done<O, E> {
     pub(super) panicked: bool,
 }
 
+/// What a worker does about its chunk's failed items before handing them
+/// back: retry them, with its own backoff, and call the stage behind the
+/// breaker all the workers share. Settling what still fails (dead letter,
+/// fail, ignore) is the head's business.
+pub(super) struct Rules<In> {
+    /// Retries of a failed item, with how to copy an input to try it
+    /// again.
+    pub(super) retry: Option<(Retry, CloneInto<In>)>,
+    pub(super) breaker: Option<SharedBreaker>,
+}
+
+impl<In> Rules<In> {
+    pub(super) const NONE: Self = Rules {
+        retry: None,
+        breaker: None,
+    };
+}
+
+impl<In> Clone for Rules<In> {
+    fn clone(&self) -> Self {
+        Rules {
+            retry: self.retry,
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
 /// What a worker tells the head.
 pub(super) enum Msg<O, E> {
     /// Its stage is initialised.
@@ -162,6 +192,7 @@ pub struct Worker<In, M, O, E> {
     jobs: mpsc::UnboundedReceiver<Job<In>>,
     results: mpsc::UnboundedSender<Msg<O, E>>,
     ctx: StageContext,
+    rules: Rules<In>,
 }
 
 impl<In, M, O, E> Worker<In, M, O, E> {
@@ -171,6 +202,7 @@ impl<In, M, O, E> Worker<In, M, O, E> {
         jobs: mpsc::UnboundedReceiver<Job<In>>,
         results: mpsc::UnboundedSender<Msg<O, E>>,
         ctx: StageContext,
+        rules: Rules<In>,
     ) -> Self {
         Worker {
             index,
@@ -178,6 +210,7 @@ impl<In, M, O, E> Worker<In, M, O, E> {
             jobs,
             results,
             ctx,
+            rules,
         }
     }
 
@@ -235,6 +268,7 @@ where
             mut jobs,
             results,
             ctx,
+            rules: Rules { retry, mut breaker },
         } = self;
         let mut notice = DeathNotice {
             worker: index,
@@ -249,75 +283,63 @@ where
         }
         let _ = results.send(Msg::Ready);
         let mut failures = Failures::for_kind(ctx.stats().kind());
-        while let Some(Job {
-            id,
-            base,
-            mut items,
-        }) = jobs.recv().await
-        {
+        // Each worker waits its own backoff, spread differently from the
+        // other workers'.
+        let mut retry = retry.map(|(retry, clone)| {
+            let seed = seed(ctx.name()) ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (retry, Backoff::new(&retry, Jitter::default(), seed), clone)
+        });
+        let mut scratch = Scratch {
+            one: Vec::new(),
+            inputs: Vec::new(),
+        };
+        while let Some(Job { id, base, items }) = jobs.recv().await {
             let count = items.len();
-            let mut out = Vec::with_capacity(count);
-            let mut failed = Vec::new();
-            let started = Instant::now();
-            let start = failures.position();
-            let guarded = {
-                let (stage, chunk, outputs, records) =
-                    (&mut stage, &mut items, &mut out, &mut failures);
-                let ctx = &ctx;
-                policy::guard(move || {
-                    // Moved in, so the future may keep the borrows.
-                    let (stage, chunk, outputs, records) = (stage, chunk, outputs, records);
-                    stage.process_chunk(chunk, outputs, records, ctx)
-                })
-                .await
+            let attempt = Attempt {
+                stage: &mut stage,
+                prototype: &prototype,
+                ctx: &ctx,
+                worker: index,
+                retry: retry.as_mut(),
+                breaker: breaker.as_mut(),
+                failures: &mut failures,
+                scratch: &mut scratch,
             };
-            let elapsed = started.elapsed();
-            let panicked = match guarded {
-                Ok(()) => {
-                    debug_assert!(items.is_empty(), "a stage must drain its input chunk");
-                    false
-                }
-                Err(message) => {
-                    out.clear();
-                    failures.panicked_chunk(start, count, &message);
-                    tracing::error!(
-                        stage = ctx.name(),
-                        worker = index,
-                        items = count,
-                        panic = %message,
-                        "a parallel worker's stage panicked; its chunk failed, the stage is replaced"
-                    );
-                    true
-                }
+            // Entered only if a subscriber wants it, as in a fused stage.
+            let span = ctx.stats().span();
+            let processed = if span.is_disabled() {
+                attempt.run(items).await
+            } else {
+                attempt.run(items).instrument(span.clone()).await
             };
-            items.clear();
-            let filtered = failures.take_all(|position, error| {
-                failed.push(((position - start) as usize, error));
-            });
+            let Ok(processed) = processed.map_err(|error| {
+                notice.armed = false;
+                let _ = results.send(Msg::Fatal(error));
+            }) else {
+                return Ok(());
+            };
             let done = Done {
                 worker: index,
                 id,
                 base,
                 items: count,
-                out,
-                filtered,
-                failed,
-                elapsed,
-                panicked,
+                out: processed.out,
+                filtered: processed.ran.filtered,
+                failed: processed.failed,
+                elapsed: processed.elapsed,
+                panicked: processed.panicked,
             };
             if results.send(Msg::Done(done)).is_err() {
                 // The head is gone: nothing to report to.
                 break;
             }
-            if panicked {
-                let broken = std::mem::replace(&mut stage, prototype.make());
-                // The broken instance may panic again while dropped.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(broken)));
-                if let Err(error) = init(&mut stage, &ctx).await {
-                    notice.armed = false;
-                    let _ = results.send(Msg::Fatal(error));
-                    return Ok(());
-                }
+            if let Some(message) = processed.ran.panic
+                && let Err(error) =
+                    renew::<In, M>(&mut stage, &prototype, &ctx, index, count, &message).await
+            {
+                notice.armed = false;
+                let _ = results.send(Msg::Fatal(error));
+                return Ok(());
             }
         }
         notice.armed = false;
@@ -326,6 +348,166 @@ where
             source,
         })
     }
+}
+
+/// Buffers a worker reuses from chunk to chunk.
+struct Scratch<In> {
+    /// The one item of a call behind the breaker.
+    one: Vec<In>,
+    /// A copy of the chunk's inputs, to retry the failed ones.
+    inputs: Vec<In>,
+}
+
+/// One chunk's run through a worker's stage: the first attempt, then the
+/// retries of its failed items.
+struct Attempt<'a, In, M: Prototype, E> {
+    stage: &'a mut M::Stage,
+    prototype: &'a M,
+    ctx: &'a StageContext,
+    worker: usize,
+    retry: Option<&'a mut (Retry, Backoff, CloneInto<In>)>,
+    breaker: Option<&'a mut SharedBreaker>,
+    failures: &'a mut Failures<E>,
+    scratch: &'a mut Scratch<In>,
+}
+
+/// A chunk, processed.
+struct Processed<O, E> {
+    out: Vec<O>,
+    failed: Vec<(usize, StageError<E>)>,
+    ran: Ran,
+    /// How long the first attempt took.
+    elapsed: Duration,
+    /// Whether a panic escaped the stage on any attempt.
+    panicked: bool,
+}
+
+impl<In, M, O, E> Attempt<'_, In, M, E>
+where
+    M: Prototype,
+    M::Stage: Stage<In, Out = O, Error = E>,
+{
+    /// Runs `items`, then retries the failed ones, with a fresh instance
+    /// if the first attempt panicked. Errs only if that instance's `init`
+    /// failed.
+    async fn run(self, mut items: Vec<In>) -> Result<Processed<O, E>, Error> {
+        let Attempt {
+            stage,
+            prototype,
+            ctx,
+            worker,
+            retry,
+            mut breaker,
+            failures,
+            scratch,
+        } = self;
+        let count = items.len();
+        let mut out = Vec::with_capacity(count);
+        let mut failed = Vec::new();
+        if let Some((_, _, clone)) = retry.as_deref() {
+            scratch.inputs.clear();
+            clone(&items, &mut scratch.inputs);
+        }
+        let started = Instant::now();
+        let mut ran = match breaker.as_deref_mut() {
+            None => run_chunk(stage, &mut items, &mut out, failures, ctx, 0, &mut failed).await,
+            Some(gate) => {
+                one_by_one(
+                    stage,
+                    &mut items,
+                    &mut out,
+                    failures,
+                    gate,
+                    &mut scratch.one,
+                    ctx,
+                    &mut failed,
+                )
+                .await
+            }
+        };
+        // The first attempt's time, which `parallel = io` adapts to; the
+        // retries' waits would only blur it.
+        let elapsed = started.elapsed();
+        let mut panicked = ran.panic.is_some();
+        if let Some((retry, backoff, clone)) = retry
+            && !failed.is_empty()
+        {
+            if let Some(message) = ran.panic.take() {
+                renew::<In, M>(stage, prototype, ctx, worker, count, &message).await?;
+            }
+            let mut again = inputs_of(&failed, &mut scratch.inputs);
+            let retrying = Retrying {
+                retry,
+                backoff,
+                clone: *clone,
+                // The head kept the chunk's inputs for the errors port.
+                keep_last: false,
+            };
+            let retried = retry_failed(
+                stage,
+                retrying,
+                breaker,
+                &mut scratch.one,
+                failures,
+                ctx,
+                &mut failed,
+                &mut again,
+                &mut out,
+            )
+            .await;
+            ran.filtered += retried.filtered;
+            ran.panic = retried.panic;
+            panicked |= ran.panic.is_some();
+        }
+        Ok(Processed {
+            out,
+            failed,
+            ran,
+            elapsed,
+            panicked,
+        })
+    }
+}
+
+/// The inputs, out of a copy of the whole chunk's, of its failed items.
+// Not inline in `Attempt::run`: an iterator borrowing `failed` held
+// across an `.await` would make the worker's future not `Send`.
+fn inputs_of<In, E>(failed: &[(usize, StageError<E>)], chunk: &mut Vec<In>) -> Vec<In> {
+    let mut wanted = failed.iter().map(|(index, _)| *index).peekable();
+    let mut inputs = Vec::with_capacity(failed.len());
+    for (at, input) in chunk.drain(..).enumerate() {
+        if wanted.next_if_eq(&at).is_some() {
+            inputs.push(input);
+        }
+    }
+    inputs
+}
+
+/// Replaces an instance that panicked (it may be broken) by a fresh one,
+/// `init`ed; the broken one is dropped without `close`.
+async fn renew<In, M>(
+    stage: &mut M::Stage,
+    prototype: &M,
+    ctx: &StageContext,
+    worker: usize,
+    items: usize,
+    message: &str,
+) -> Result<(), Error>
+where
+    M: Prototype,
+    M::Stage: Stage<In>,
+{
+    tracing::error!(
+        stage = ctx.name(),
+        worker,
+        items,
+        panic = %message,
+        "a parallel worker's stage panicked; its items failed, the stage is replaced"
+    );
+    let broken = std::mem::replace(stage, prototype.make());
+    // The broken instance may panic again while dropped.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(broken)));
+    init(stage, ctx).await
 }
 
 async fn init<In, B: Stage<In>>(stage: &mut B, ctx: &StageContext) -> Result<(), Error> {

@@ -142,10 +142,13 @@ impl CircuitBreaker {
 
     /// Whether a call may go through at `now`. An open breaker whose
     /// cooldown has passed turns half-open and lets this call through as
-    /// its trial.
+    /// its trial; while that trial is out (until its
+    /// [`record`](Self::record)), other calls are refused, which matters
+    /// when several workers share the breaker.
     pub fn admit(&mut self, now: Instant) -> bool {
         match self.state {
-            BreakerState::Closed | BreakerState::HalfOpen => true,
+            BreakerState::Closed => true,
+            BreakerState::HalfOpen => false,
             BreakerState::Open => {
                 if now.saturating_duration_since(self.opened_at) < self.config.cooldown {
                     return false;
@@ -296,6 +299,8 @@ mod tests {
         assert!(!b.admit(t + Duration::from_millis(4_999)));
         assert!(b.admit(t + Duration::from_secs(5)));
         assert_eq!(b.state(), BreakerState::HalfOpen);
+        // One trial at a time: another worker's call waits for its outcome.
+        assert!(!b.admit(t + Duration::from_secs(6)));
         // The trial fails: open for another cooldown from now.
         let trial = t + Duration::from_secs(5);
         b.record(trial, true);

@@ -89,6 +89,7 @@
 
 mod backoff;
 mod breaker;
+pub(crate) mod run;
 #[cfg(test)]
 mod tests;
 

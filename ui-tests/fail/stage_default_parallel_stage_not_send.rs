@@ -1,0 +1,11 @@
+use pipeline::prelude::*;
+use std::rc::Rc;
+
+#[stage(parallel = 2)]
+fn count(items: Rc<Vec<u64>>) -> usize {
+    items.len()
+}
+
+fn main() {
+    let _ = count(Rc::new(vec![1]));
+}
