@@ -351,19 +351,12 @@ fn lower_node(expr: Expr, options: Vec<Attribute>) -> NodeAst {
             Some((owner, port)) => Target::Port { owner, port },
             None => Target::Expr(Expr::Index(index)),
         },
-        Expr::Call(call) => {
-            let builtin = match &*call.func {
-                Expr::Path(func) if func.qself.is_none() => func
-                    .path
-                    .get_ident()
-                    .and_then(|ident| builtins::lookup(&ident.to_string())),
-                _ => None,
-            };
-            match builtin {
-                Some(builtin) => Target::Builtin { builtin, call },
-                None => Target::Expr(Expr::Call(call)),
-            }
-        }
+        // A built-in by its plain name (`push::<T>(..)` too, so that it is
+        // reported as such).
+        Expr::Call(call) => match builtins::builtin_of(&call) {
+            Some(builtin) => Target::Builtin { builtin, call },
+            None => Target::Expr(Expr::Call(call)),
+        },
         other => Target::Expr(other),
     };
     NodeAst {

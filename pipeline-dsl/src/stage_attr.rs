@@ -496,7 +496,7 @@ fn source_impl(
     // per span.
     let span = ret.span();
     let impl_block = quote_spanned! {span=>
-        impl #private::IntoSource for #name #bound {
+        impl #private::IntoSource<#private::AsStage> for #name #bound {
             type Source = #source_ty;
             fn into_source(self) -> Self::Source {
                 #make

@@ -123,6 +123,10 @@ impl Checker<'_> {
             *slot = node_options;
         }
         if let Target::Builtin { builtin, call } = &node.ast.target {
+            if builtin.name == "push" {
+                self.error(index, call, crate::builtins::push_is_made_outside());
+                return;
+            }
             if !builtin.implemented {
                 self.error(
                     index,
@@ -133,7 +137,11 @@ impl Checker<'_> {
             }
             let args = call.args.len();
             let (min, max) = builtin.arity;
-            if args < min || args > max {
+            if builtin.io {
+                if crate::builtins::check_io_call(builtin, call, self.diagnostics).is_none() {
+                    self.bad.insert(index);
+                }
+            } else if args < min || args > max {
                 let expected = match (min, max) {
                     (0, 0) => "no arguments".to_owned(),
                     (1, 1) => "one argument".to_owned(),

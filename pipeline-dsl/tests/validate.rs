@@ -79,11 +79,50 @@ fn every_mistake_of_one_invocation_is_reported() {
 }
 
 #[test]
-fn builtins_of_later_versions_are_rejected_by_name() {
-    let error = single_error(quote! { iter(v) >> lines(r) >> discard(); });
+fn push_as_a_node_points_to_the_handle_made_outside() {
+    for push in [quote!(push(8)), quote!(push::<Order>(8))] {
+        let error = single_error(quote! { #push >> discard(); });
+        assert!(error.contains("`push` cannot be a node"), "{error}");
+        assert!(error.contains("let (items, handle) ="), "{error}");
+    }
+}
+
+#[test]
+fn io_builtins_check_their_named_arguments() {
     assert!(
-        error.contains("the built-in `lines` is not supported yet"),
-        "{error}"
+        check_pipeline(quote! {
+            lines(r, max_line = 4KiB) >> write_lines(w, flush_every = 0);
+            frames(s, b"\r\n", max_frame = 64KiB) >> write(w2);
+            interval(50ms, take = 3) >> channel(tx);
+            results(frames(s2, b'|')) >> ok() >> sink(s3);
+        })
+        .is_empty()
+    );
+    let errors = check_pipeline(quote! {
+        frames(s, b"\n", max_frames = 64KiB) >> discard();
+        lines(r, max_line = 64kib) >> discard();
+        frames(s, b"\n", max_frame = 0B) >> discard();
+        frames(s, b"\n", 1024) >> discard();
+        interval(0s) >> discard();
+        frames(s, b"") >> discard();
+        results(map(f)) >> discard();
+    });
+    assert_eq!(errors.len(), 7, "{errors:#?}");
+    assert!(
+        errors[0].contains("did you mean `max_frame`?"),
+        "{errors:#?}"
+    );
+    assert!(errors[1].contains("unknown unit `kib`"), "{errors:#?}");
+    assert!(errors[2].contains("is zero"), "{errors:#?}");
+    assert!(
+        errors[3].contains("give `max_frame = ..` by name"),
+        "{errors:#?}"
+    );
+    assert!(errors[4].contains("an `interval` of zero"), "{errors:#?}");
+    assert!(errors[5].contains("cannot be empty"), "{errors:#?}");
+    assert!(
+        errors[6].contains("`results` reads a source"),
+        "{errors:#?}"
     );
 }
 

@@ -1,8 +1,0 @@
-use pipeline::prelude::*;
-
-fn main() {
-    let reader = std::io::empty();
-    let _ = pipeline! {
-        lines(reader) >> for_each(|line| println!("{line}"));
-    };
-}
