@@ -23,25 +23,65 @@ pub fn stats(name: &'static str, kind: NodeKind) -> Arc<StageStats> {
 }
 
 /// Turns a value into the source at the head of a chain.
+///
+/// `Via` tells the impls apart, and rustc infers it: a value that is a
+/// [`Source`] ([`AsSource`]: a built-in's, or one made before the macro,
+/// such as a `push` source), a function taking nothing that returns a
+/// collection or an iterator ([`CallsIter`]) or a `Stream`
+/// ([`CallsStream`]): a `#[stage(source)]` function, named at the head of
+/// a chain; and the struct `#[stage(source)]` adds beside it ([`AsStage`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a source, so it cannot start a chain",
     label = "a chain must start with a source",
-    note = "start the chain with `iter(..)`, `stream(..)` or a `#[stage(source)]` function"
+    note = "start the chain with a source: a built-in such as `iter(..)` or `lines(..)`, a `#[stage(source)]` function (which takes no parameters), or a variable holding a source, such as the first half of `push(..)`"
 )]
-pub trait IntoSource {
+pub trait IntoSource<Via> {
     /// The source it becomes.
     type Source: Source;
     /// Makes the source.
     fn into_source(self) -> Self::Source;
 }
 
+/// [`IntoSource`] for a value that is a [`Source`].
+pub enum AsSource {}
+/// [`IntoSource`] for a function returning a collection or an iterator.
+pub enum CallsIter {}
+/// [`IntoSource`] for a function returning a `Stream`.
+pub enum CallsStream {}
+/// [`IntoSource`] for the struct of a `#[stage(source)]` function.
+pub enum AsStage {}
+
 // `do_not_recommend` makes rustc report `IntoSource`'s own message, not a
 // list of the runtime's source types.
 #[diagnostic::do_not_recommend]
-impl<S: Source> IntoSource for S {
+impl<S: Source> IntoSource<AsSource> for S {
     type Source = S;
     fn into_source(self) -> S {
         self
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<F, I> IntoSource<CallsIter> for F
+where
+    F: FnOnce() -> I,
+    I: IntoIterator,
+{
+    type Source = Iter<I::IntoIter>;
+    fn into_source(self) -> Self::Source {
+        pipeline_runtime::io::iter(self())
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<F, S> IntoSource<CallsStream> for F
+where
+    F: FnOnce() -> S,
+    S: Stream,
+{
+    type Source = StreamSource<S>;
+    fn into_source(self) -> Self::Source {
+        pipeline_runtime::io::stream(self())
     }
 }
 
@@ -68,11 +108,13 @@ impl<I: IntoIterator> SourceItems for I {
 
 /// The head of a chain reading from `source` (its type is unknown if
 /// `source` is not one; see [`Unknown`]).
-pub fn head<S: IntoSource>(
+#[allow(clippy::type_complexity)]
+pub fn head<S: IntoSource<Via>, Via>(
     source: S,
     stats: Arc<StageStats>,
     chunk: usize,
-) -> Unknown<<S::Source as Source>::Out, Head<S::Source>> {
+) -> Unknown<<<S as IntoSource<Via>>::Source as Source>::Out, Head<<S as IntoSource<Via>>::Source>>
+{
     Head::new(source.into_source(), stats, chunk)
 }
 
@@ -289,6 +331,40 @@ pub fn iter<I: IntoIterator>(items: I) -> Iter<I::IntoIter> {
 
 pub use pipeline_runtime::io::stream;
 
+// IO built-ins. They take no closures, so they need no marker: the
+// runtime's constructors are called as they are.
+
+pub use pipeline_runtime::io::{
+    DEFAULT_MAX_LINE, Interval, Lines, channel, frames, interval, lines, results, sink, write,
+    write_lines,
+};
+
+/// The items `ok()` takes.
+#[diagnostic::on_unimplemented(
+    message = "`ok()` takes `Result` items, not `{Self}`",
+    label = "the items reaching `ok()` are `{Self}`",
+    note = "`ok()` follows `results(..)`, as in `results(lines(reader)) >> ok()`, or any stage emitting `Result`s"
+)]
+pub trait IsResult {
+    /// The `Ok` type.
+    type Ok;
+    /// The `Err` type.
+    type Err;
+}
+
+impl<T, E> IsResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// `ok()` after a chain emitting `Result<T, E>`: passes each `T` on and
+/// fails each `E`, which goes to its `errors` port.
+pub fn ok<I: IsResult>(
+    _: PhantomData<I>,
+) -> Unknown<I::Ok, pipeline_runtime::io::OkItems<I::Ok, I::Err>> {
+    pipeline_runtime::io::ok()
+}
+
 // Graph wiring: the channel boundaries between fused chains.
 
 pub use pipeline_runtime::chain::{drive_into, join};
@@ -314,6 +390,47 @@ pub fn edge_stats(
 /// `into`.
 pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeStats> {
     Arc::new(EdgeStats::fused(from, Arc::clone(into), None))
+}
+
+/// The counters of an edge from the end of a diamond's branch into its
+/// merge node.
+pub fn merge_edge_stats(from: &Arc<StageStats>, to: &'static str) -> Arc<EdgeStats> {
+    Arc::new(EdgeStats::fused_from(Arc::clone(from), to, None))
+}
+
+// Diamonds: a fan-out whose branches all merge back into one node, fused.
+
+pub use pipeline_runtime::fan::{Diamond, DiamondOf, Feed};
+
+/// The head of a diamond's branch after `chain`.
+pub fn feed<A: Outputs>(_: &A) -> Feed<A::Out> {
+    Feed::new()
+}
+
+/// A branch after the first, which must emit what the first emits: the
+/// merge's type check, reported at the branch's edge into the merge.
+pub fn merged_branch<F, B>(_: &F, branch: B) -> Unknown<<F::Out as Accepts<B::Out>>::Item, B>
+where
+    F: Outputs,
+    B: Outputs,
+    F::Out: Accepts<B::Out>,
+{
+    branch
+}
+
+/// `chain`, fanned out to `branches` and merged back, emitting what the
+/// first branch emits.
+#[allow(clippy::type_complexity)]
+pub fn diamond<A, B, R>(
+    chain: A,
+    branches: (B, R),
+) -> Unknown<<A::Out as FanOut>::Same, DiamondOf<A, (B, R), B::Out>>
+where
+    A: Outputs,
+    A::Out: FanOut,
+    B: Outputs,
+{
+    DiamondOf::new(Diamond::new(chain, branches))
 }
 
 pub use pipeline_runtime::channel::edge_with;
@@ -380,10 +497,16 @@ pub fn port_output<T>(
     label = "a second chain reads this output, so each item must be cloned",
     note = "derive or implement `Clone` for `{Self}`, or give the second chain its own source"
 )]
-pub trait FanOut: Clone {}
+pub trait FanOut: Clone {
+    /// `Self`, named through this trait so that a type that cannot fan out
+    /// leaves what is built from it unknown (see [`Unknown`]).
+    type Same;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: Clone> FanOut for T {}
+impl<T: Clone> FanOut for T {
+    type Same = T;
+}
 
 /// Sends a chain's output to one edge.
 pub fn single<T>(output: Output<T>) -> Broadcast<T> {

@@ -346,3 +346,50 @@ async fn graph_of_the_issue_example_renders_as_mermaid_and_dot() {
     insta::assert_snapshot!("issue_example_mermaid", pipeline.graph().to_mermaid());
     insta::assert_snapshot!("issue_example_dot", pipeline.graph().to_dot());
 }
+
+#[tokio::test]
+async fn a_fan_out_that_merges_back_is_fused_and_counts_every_branch() {
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sum = total.clone();
+    let report = pipeline! {
+        xs = iter(0..1_000u64);
+        xs >> map(|x| x * 2) >> all;
+        xs >> map(|x| x + 7) >> filter(|x: &u64| x.is_multiple_of(2)) >> all;
+        xs >> all;
+        all = for_each(move |x: u64| {
+            sum.fetch_add(x, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    .run()
+    .await
+    .unwrap();
+    let expected: u64 = (0..1_000u64)
+        .map(|x| x * 2 + if (x + 7).is_multiple_of(2) { x + 7 } else { 0 } + x)
+        .sum();
+    assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), expected);
+    let all = report.stage("all").unwrap();
+    assert_eq!(all.items_in, 1_000 + 500 + 1_000, "{report}");
+    assert_eq!(report.edge("xs", "all").unwrap().sent, 1_000, "{report}");
+    assert_eq!(report.edge("filter", "all").unwrap().sent, 500, "{report}");
+    assert_eq!(report.edge("map", "all").unwrap().sent, 1_000, "{report}");
+    // Nothing crossed a channel: every edge reports no queue.
+    assert!(report.edges.iter().all(|e| e.queued == 0), "{report}");
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn a_fused_diamond_merges_each_chunk_branch_by_branch() {
+    let out = Collected::new();
+    pipeline! {
+        xs = iter(0..3u64);
+        xs >> map(|x| x * 2) >> all;
+        xs >> map(|x| x + 7) >> filter(|x: &u64| x.is_multiple_of(2)) >> all;
+        xs >> all;
+        all = collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    // One chunk, through each branch in the order they were written.
+    assert_eq!(out.take(), vec![0, 2, 4, 8, 0, 1, 2]);
+}

@@ -28,9 +28,10 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::graph::{EdgeIndex, NodeIndex};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Expr;
 
+use crate::builtins::Builtin;
 use crate::diagnostics::Diagnostics;
 use crate::graph::{Graph, Kind, Node};
 use crate::parse::Target;
@@ -148,9 +149,24 @@ struct Segment {
     inlet: bool,
 }
 
+/// A fan-out whose branches all merge back into one node, with nothing on
+/// the way that needs an edge: fused into the fan-out's segment.
+struct DiamondPlan {
+    /// The nodes of each branch, in order (a branch may be empty: the
+    /// fan-out feeds the merge directly).
+    branches: Vec<Vec<NodeIndex>>,
+    /// Each branch's edge out of the fan-out.
+    starts: Vec<EdgeIndex>,
+    /// Each branch's edge into the merge node.
+    ends: Vec<EdgeIndex>,
+    merge: NodeIndex,
+}
+
 struct Wiring<'a> {
     graph: &'a Graph,
     verdict: &'a Verdict,
+    /// Diamonds, by fan-out node.
+    diamonds: HashMap<NodeIndex, DiamondPlan>,
     segments: Vec<Segment>,
     segment_of: HashMap<NodeIndex, usize>,
     /// Nodes fed by an edge (a channel), in node order.
@@ -161,7 +177,15 @@ struct Wiring<'a> {
 
 impl<'a> Wiring<'a> {
     fn new(graph: &'a Graph, verdict: &'a Verdict) -> Self {
+        let diamonds = find_diamonds(graph, verdict);
+        let fused_in: HashSet<NodeIndex> = diamonds
+            .values()
+            .flat_map(|d| d.branches.iter().flatten().copied().chain([d.merge]))
+            .collect();
         let is_inlet = |node: NodeIndex| -> bool {
+            if fused_in.contains(&node) {
+                return false;
+            }
             let inputs = graph.inputs(node);
             // An option of the node's input edge (or its workers) gives it
             // an edge of its own.
@@ -201,18 +225,27 @@ impl<'a> Wiring<'a> {
                 continue;
             }
             let mut nodes = vec![head];
+            let mut inner = Vec::new();
             let mut current = head;
             while graph.node(current).kind != Kind::Branch {
-                let outputs = graph.main_outputs(current);
-                let [edge] = outputs.as_slice() else { break };
-                let (_, next) = graph.ends(*edge);
+                let next = match diamonds.get(&current) {
+                    Some(diamond) => {
+                        inner.extend(diamond.branches.iter().flatten().copied());
+                        diamond.merge
+                    }
+                    None => {
+                        let outputs = graph.main_outputs(current);
+                        let [edge] = outputs.as_slice() else { break };
+                        graph.ends(*edge).1
+                    }
+                };
                 if is_inlet(next) || nodes.contains(&next) {
                     break;
                 }
                 nodes.push(next);
                 current = next;
             }
-            for &node in &nodes {
+            for &node in nodes.iter().chain(&inner) {
                 segment_of.insert(node, segments.len());
             }
             segments.push(Segment {
@@ -223,6 +256,7 @@ impl<'a> Wiring<'a> {
         Wiring {
             graph,
             verdict,
+            diamonds,
             segments,
             segment_of,
             inlets,
@@ -352,7 +386,12 @@ impl<'a> Wiring<'a> {
                 .segment_of
                 .get(&target)
                 .is_some_and(|&segment| self.segments[segment].nodes.first() != Some(&target));
-            if fused {
+            let into_diamond_merge = self.diamonds.values().any(|d| d.ends.contains(&edge));
+            if into_diamond_merge {
+                let (source, _) = graph.ends(edge);
+                let from_stats = self.stats_var(source);
+                code.extend(quote! { let #var = #private::merge_edge_stats(&#from_stats, #to); });
+            } else if fused {
                 let into = self.stats_var(target);
                 code.extend(quote! { let #var = #private::fused_edge_stats(#from, &#into); });
             } else {
@@ -432,15 +471,69 @@ impl<'a> Wiring<'a> {
             code.extend(self.head_code(head));
             stages = &stages[1..];
         }
+        let head = segment.nodes[0];
+        if stages.first() != Some(&head) {
+            code.extend(self.diamond_code(head));
+        }
         let last = *segment.nodes.last().unwrap_or(&segment.nodes[0]);
         for &node in stages {
             if graph.node(node).kind == Kind::Branch {
                 break;
             }
             code.extend(self.stage_code(node, node == last));
+            code.extend(self.diamond_code(node));
         }
         code.extend(self.tail_code(last));
         code
+    }
+
+    /// If `fanout` heads a diamond: its branches, each on its own copy of
+    /// the chain's chunks, merged back into one chain.
+    fn diamond_code(&self, fanout: NodeIndex) -> TokenStream {
+        let Some(diamond) = self.diamonds.get(&fanout) else {
+            return TokenStream::new();
+        };
+        let graph = self.graph;
+        let private = private_path();
+        let chain = local("__pipeline_chain", Span::call_site());
+        let up = local("__pipeline_up", Span::call_site());
+        let mut code = quote! { let #up = #chain; };
+        let vars: Vec<syn::Ident> = (0..diamond.branches.len())
+            .map(|i| local(&format!("__pipeline_branch_{i}"), Span::call_site()))
+            .collect();
+        for (i, branch) in diamond.branches.iter().enumerate() {
+            let var = &vars[i];
+            let mut body = quote! { let #chain = #private::feed(&#up); };
+            for &node in branch {
+                body.extend(self.stage_code(node, false));
+            }
+            code.extend(quote! { let #var = { #body #chain }; });
+            if i > 0 {
+                // The merge's type check, at this branch's edge into it.
+                let span = first_span(&graph.edge(diamond.ends[i]).target);
+                let here = Span::mixed_site().located_at(span);
+                let private_here = private_path_at(here);
+                let first = &vars[0];
+                code.extend(quote_spanned! {here=>
+                    let #var = #private_here::merged_branch(&#first, #var);
+                });
+            }
+        }
+        let mut list = quote!(());
+        for var in vars.iter().rev() {
+            list = quote!((#var, #list));
+        }
+        // The fan-out's `Clone` check, at its second edge.
+        let span = diamond
+            .starts
+            .get(1)
+            .map_or_else(Span::call_site, |&e| first_span(&graph.edge(e).target));
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        code.extend(quote_spanned! {here=>
+            let #chain = #private_here::diamond(#up, #list);
+        });
+        quote! { let #chain = { #code #chain }; }
     }
 
     /// The stages of segment `index` before its first node with an error,
@@ -481,12 +574,25 @@ impl<'a> Wiring<'a> {
             nodes.push(head);
             stages = &stages[1..];
         }
+        if stages.first() != Some(&head) && nodes.contains(&head) {
+            if self.diamond_ok(head, verdict) {
+                code.extend(self.diamond_code(head));
+            } else if self.diamonds.contains_key(&head) {
+                stages = &[];
+            }
+        }
         for &node in stages {
             if !verdict.ok(node) || graph.node(node).kind == Kind::Branch {
                 break;
             }
             code.extend(self.stage_code(node, false));
             nodes.push(node);
+            if self.diamonds.contains_key(&node) {
+                if !self.diamond_ok(node, verdict) {
+                    break;
+                }
+                code.extend(self.diamond_code(node));
+            }
         }
         code.extend(quote! { let _ = &#chain; });
         (code, nodes)
@@ -698,6 +804,14 @@ impl<'a> Wiring<'a> {
         }
     }
 
+    /// Whether every node of the diamond `fanout` heads is free of errors,
+    /// so its code can be emitted as a prefix.
+    fn diamond_ok(&self, fanout: NodeIndex, verdict: &Verdict) -> bool {
+        self.diamonds
+            .get(&fanout)
+            .is_some_and(|d| d.branches.iter().flatten().all(|&n| verdict.ok(n)))
+    }
+
     /// A bare-named stage after the chain: fused to it, or on workers
     /// behind an edge if its `#[stage(parallel = ..)]` defaults say so,
     /// which only its type knows.
@@ -822,7 +936,7 @@ impl<'a> Wiring<'a> {
         let source = local("__pipeline_source", span);
         let chain = local("__pipeline_chain", span);
         let stats = local(&self.stats_var(node).to_string(), span);
-        let expr = self.stage_expr(node);
+        let expr = head_expr(self.graph.node(node));
         quote_spanned! {here=>
             let #source = #expr;
             let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #private_here::DEFAULT_CHUNK);
@@ -1075,12 +1189,23 @@ impl<'a> Wiring<'a> {
             }
             let node = self.graph.node(index);
             match &node.ast.target {
+                Target::Builtin { builtin, call } if builtin.io => {
+                    for arg in io_arguments(call) {
+                        code.extend(quote! { let _ = &(#arg); });
+                    }
+                }
                 Target::Builtin { call, .. } => {
                     for arg in crate::accumulate::code_arguments(call) {
                         code.extend(quote! { let _ = &(#arg); });
                     }
                 }
                 Target::Expr(expr) => code.extend(quote! { let _ = #expr; }),
+                // At the head of a chain a name is a value (a source made
+                // before the macro): used, so it draws no warning.
+                Target::Name(_) | Target::Path(_) if self.graph.inputs(index).is_empty() => {
+                    let value = head_expr(node);
+                    code.extend(quote! { let _ = &#value; });
+                }
                 _ => {}
             }
         }
@@ -1089,6 +1214,86 @@ impl<'a> Wiring<'a> {
 }
 
 /// A `GraphNode` literal, located at the line and column of `span`.
+/// The fan-outs whose branches all merge back into one node with nothing
+/// on the way that needs an edge of its own: no option on the way, no
+/// accumulator, branch or parallel stage, no bare-named stage (whose
+/// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
+/// see), and the merge node fed by these branches alone.
+fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, DiamondPlan> {
+    let own_edge = |node: NodeIndex| {
+        verdict
+            .node_options
+            .get(node.index())
+            .is_some_and(|o| o.needs_edge() || o.parallel.is_some())
+            || matches!(
+                graph.node(node).kind,
+                Kind::Accumulator | Kind::Branch | Kind::Source
+            )
+    };
+    let bare = |node: NodeIndex| {
+        matches!(
+            graph.node(node).ast.target,
+            Target::Name(_) | Target::Path(_)
+        )
+    };
+    let mut diamonds = HashMap::new();
+    for fanout in graph.graph.node_indices() {
+        if graph.node(fanout).kind == Kind::Branch {
+            continue;
+        }
+        let starts = graph.main_outputs(fanout);
+        if starts.len() < 2 {
+            continue;
+        }
+        let mut branches = Vec::new();
+        let mut ends = Vec::new();
+        let mut merge = None;
+        let mut ok = true;
+        for &start in &starts {
+            let mut branch = Vec::new();
+            let mut edge = start;
+            loop {
+                let (_, next) = graph.ends(edge);
+                if graph.inputs(next).len() > 1 {
+                    if merge.is_some_and(|m| m != next) {
+                        ok = false;
+                    }
+                    merge = Some(next);
+                    ends.push(edge);
+                    break;
+                }
+                let outputs = graph.main_outputs(next);
+                if own_edge(next) || bare(next) || branch.contains(&next) || outputs.len() != 1 {
+                    ok = false;
+                    break;
+                }
+                branch.push(next);
+                edge = outputs[0];
+            }
+            if !ok {
+                break;
+            }
+            branches.push(branch);
+        }
+        let Some(merge) = merge.filter(|_| ok) else {
+            continue;
+        };
+        if graph.inputs(merge).len() != starts.len() || own_edge(merge) {
+            continue;
+        }
+        diamonds.insert(
+            fanout,
+            DiamondPlan {
+                branches,
+                starts,
+                ends,
+                merge,
+            },
+        );
+    }
+    diamonds
+}
+
 fn graph_node(name: &str, kind: TokenStream, ports: &[String], span: Span) -> TokenStream {
     let private = private_path();
     let start = span.start();
@@ -1123,6 +1328,21 @@ fn first_span(tokens: &TokenStream) -> Span {
         .map_or_else(Span::call_site, |t| t.span())
 }
 
+/// The expression that makes the source at the head of a chain.
+///
+/// A bare name (or path) there is used as a value: a source made before
+/// the macro (`let (orders, handle) = push(..)`, `let log = lines(file)`),
+/// or a `#[stage(source)]` function, which `head` calls. Which one it is
+/// only its type tells: `IntoSource` has an impl for each, told apart by
+/// a marker type rustc infers.
+fn head_expr(node: &Node) -> TokenStream {
+    match &node.ast.target {
+        Target::Name(ident) => quote!(#ident),
+        Target::Path(path) => quote!(#path),
+        _ => stage_expr(node),
+    }
+}
+
 /// The expression that makes a node's stage.
 fn stage_expr(node: &Node) -> TokenStream {
     let span = node.ast.span();
@@ -1137,6 +1357,7 @@ fn stage_expr(node: &Node) -> TokenStream {
                 .map_or_else(Span::call_site, |s| s.ident.span());
             quote_spanned!(span=> #path {})
         }
+        Target::Builtin { builtin, call } if builtin.io => io_expr(builtin, call, &chain),
         Target::Builtin { builtin, call } => {
             let func_span = match &*call.func {
                 Expr::Path(p) => p
@@ -1159,9 +1380,127 @@ fn stage_expr(node: &Node) -> TokenStream {
                 quote_spanned!(func_span=> #private::#func(#private::marker(&#chain), #(#args),*))
             }
         }
+        // Parentheses only set a value apart from a `#[stage]` name
+        // (`>> (sink_value)`); emitted bare, so rustc does not lint them.
+        Target::Expr(Expr::Paren(paren)) => {
+            let inner = &paren.expr;
+            quote!(#inner)
+        }
         Target::Expr(expr) => quote!(#expr),
         // References are edges, not nodes.
         Target::Port { owner, .. } => quote!(#owner),
+    }
+}
+
+/// The Rust expressions among an IO built-in's arguments (the reader,
+/// the writer, an inner source's), for the IDE after an error: not the
+/// literals, nor a built-in's name, which is not in scope.
+fn io_arguments(call: &syn::ExprCall) -> Vec<TokenStream> {
+    call.args
+        .iter()
+        .flat_map(|arg| match arg {
+            Expr::Assign(_) | Expr::Lit(_) | Expr::Closure(_) => Vec::new(),
+            other => match crate::builtins::lookup_call(other) {
+                Some((_, inner)) => io_arguments(inner),
+                None => vec![other.to_token_stream()],
+            },
+        })
+        .collect()
+}
+
+/// The span of a call's function name.
+fn func_span(call: &syn::ExprCall) -> Span {
+    match &*call.func {
+        Expr::Path(p) => p
+            .path
+            .segments
+            .first()
+            .map_or_else(Span::call_site, |s| s.ident.span()),
+        _ => Span::call_site(),
+    }
+}
+
+/// An IO built-in: its runtime constructor, with the named arguments,
+/// checked and converted by `validate`, as plain numbers.
+fn io_expr(builtin: &'static Builtin, call: &syn::ExprCall, chain: &syn::Ident) -> TokenStream {
+    let mut scratch = Diagnostics::new();
+    // Validation already read it without error.
+    let Some(io) = crate::builtins::check_io_call(builtin, call, &mut scratch) else {
+        return quote!(());
+    };
+    let span = func_span(call);
+    let private = private_path_at(span);
+    let number = |value: u64| proc_macro2::Literal::u64_unsuffixed(value);
+    let first = io.positional.first();
+    match builtin.name {
+        "lines" => {
+            let lines = quote_spanned!(span=> #private::lines(#first));
+            match io.get("max_line") {
+                Some(max) => {
+                    let max = number(max);
+                    quote_spanned!(span=> #private::Lines::max_line(#lines, #max))
+                }
+                None => lines,
+            }
+        }
+        "frames" => {
+            let delimiter = io.positional.get(1);
+            let delimiter = if io.byte_delimiter {
+                quote!([#delimiter])
+            } else {
+                quote!(#delimiter)
+            };
+            let max = match io.get("max_frame") {
+                Some(max) => number(max).into_token_stream(),
+                None => quote_spanned!(span=> #private::DEFAULT_MAX_LINE),
+            };
+            quote_spanned!(span=> #private::frames(#first, #delimiter, #max))
+        }
+        "interval" => {
+            let period = match io.period {
+                Some(nanos) => {
+                    let nanos = number(nanos);
+                    quote_spanned!(span=> #private::Duration::from_nanos(#nanos))
+                }
+                None => quote!(#first),
+            };
+            let interval = quote_spanned!(span=> #private::interval(#period));
+            match io.get("take") {
+                Some(ticks) => {
+                    let ticks = number(ticks);
+                    quote_spanned!(span=> #private::Interval::take(#interval, #ticks))
+                }
+                None => interval,
+            }
+        }
+        "results" => {
+            let inner = match io.inner {
+                Some((inner, inner_call)) if inner.io => io_expr(inner, inner_call, chain),
+                Some((inner, inner_call)) => {
+                    let inner_span = func_span(inner_call);
+                    let inner_private = private_path_at(inner_span);
+                    let func = syn::Ident::new(inner.name, inner_span);
+                    let args = inner_call.args.iter();
+                    quote_spanned!(inner_span=> #inner_private::#func(#(#args),*))
+                }
+                None => quote!(#first),
+            };
+            quote_spanned!(span=> #private::results(#inner))
+        }
+        "ok" => quote_spanned!(span=> #private::ok(#private::marker(&#chain))),
+        "write" | "write_lines" => {
+            let flush_every = number(
+                io.get("flush_every")
+                    .unwrap_or(crate::builtins::DEFAULT_FLUSH_EVERY),
+            );
+            let func = syn::Ident::new(builtin.name, span);
+            quote_spanned!(span=> #private::#func(#first, #flush_every))
+        }
+        // `channel(sender)`, `sink(s)`.
+        name => {
+            let func = syn::Ident::new(name, span);
+            quote_spanned!(span=> #private::#func(#first))
+        }
     }
 }
 

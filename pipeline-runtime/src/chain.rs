@@ -62,6 +62,17 @@ pub trait Outputs {
     type Out;
 }
 
+/// A chain whose head takes items put in by hand: a
+/// [`Feed`](crate::fan::Feed), the head of a diamond's branch, reached
+/// through the stages fused after it.
+pub trait Fed {
+    /// The items the head takes.
+    type In;
+
+    /// Where to put the next chunk.
+    fn feed(&mut self) -> &mut Vec<Self::In>;
+}
+
 /// The start of a chain: a source.
 pub struct Head<S> {
     source: S,
@@ -423,6 +434,15 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
 
 impl<A, B, M, O, E, P> Outputs for Fuse<A, B, M, O, E, P> {
     type Out = O;
+}
+
+impl<A: Fed, B, M, O, E, P> Fed for Fuse<A, B, M, O, E, P> {
+    type In = A::In;
+
+    #[inline]
+    fn feed(&mut self) -> &mut Vec<A::In> {
+        self.upstream.feed()
+    }
 }
 
 impl<A, B, M, O, E, P> Chain for Fuse<A, B, M, O, E, P>

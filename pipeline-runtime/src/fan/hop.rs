@@ -40,9 +40,9 @@ enum Upstream<A, Out, F, Fut> {
 /// [`drive_into`](crate::chain::drive_into)) whenever `C` waits, so the
 /// two make progress concurrently without a task of their own.
 ///
-/// Built by [`hop`] (then `C` is an [`Inlet`](crate::fan::Inlet) on the
-/// edge) or [`Hopped::new`] with the receiver's reader (a
-/// [`ParallelHead`](crate::parallel::ParallelHead), for example).
+/// Built by [`Hopped::new`] from an edge made by [`hop_edge`]: `C` reads
+/// its receiver (an [`Inlet`](crate::fan::Inlet), or a
+/// [`ParallelHead`](crate::parallel::ParallelHead)).
 pub struct Hopped<C, A, Out, F, Fut> {
     downstream: C,
     upstream: Upstream<A, Out, F, Fut>,

@@ -11,12 +11,14 @@
 //! Every send waits for room (`block` back-pressure), so a slow branch slows
 //! the source and nothing is lost.
 
+mod diamond;
 mod errors;
 mod hop;
 mod inlet;
 mod outlet;
 mod route;
 
+pub use diamond::{Branches, Diamond, DiamondOf, Feed, IsLast};
 pub use errors::{CloneInto, ErrorsPort, FailureRoute, LogFailures, clone_into};
 pub use hop::{Hopped, hop_edge};
 pub use inlet::Inlet;

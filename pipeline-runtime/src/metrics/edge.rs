@@ -55,6 +55,9 @@ pub struct EdgeStats {
     /// For an edge inside a fused chain: the stage it feeds, whose input
     /// count is the edge's count (no channel, so nothing to count twice).
     fused_into: Option<Arc<StageStats>>,
+    /// For an edge from the end of a diamond's branch into the merge node:
+    /// the stage it leaves, whose output count is the edge's count.
+    fused_from: Option<Arc<StageStats>>,
     /// Set when a fused edge became a real one at run time (a hop, for a
     /// stage whose defaults ask for its own input edge): its counts are
     /// its own from then on.
@@ -76,6 +79,7 @@ impl EdgeStats {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             fused_into: None,
+            fused_from: None,
             hopped: AtomicBool::new(false),
             queue: OnceLock::new(),
             observers: OnceLock::new(),
@@ -89,6 +93,16 @@ impl EdgeStats {
         EdgeStats {
             fused_into: Some(Arc::clone(&into)),
             ..EdgeStats::new(from, into.name(), port)
+        }
+    }
+
+    /// Counters for an edge inside a fused chain out of the stage counted
+    /// by `from` into `to`, which has other inputs too (the merge node of a
+    /// diamond): its count is `from`'s output count.
+    pub fn fused_from(from: Arc<StageStats>, to: &'static str, port: Option<&'static str>) -> Self {
+        EdgeStats {
+            fused_from: Some(Arc::clone(&from)),
+            ..EdgeStats::new(from.name(), to, port)
         }
     }
 
@@ -136,7 +150,7 @@ impl EdgeStats {
     /// when it first ships, in case nothing did.
     pub fn observe(&self, pipeline: &'static str) {
         self.observers.get_or_init(|| {
-            if self.fused_into.is_some() {
+            if self.fused_into.is_some() || self.fused_from.is_some() {
                 return EdgeObservers::fused();
             }
             let observers = EdgeObservers::register(pipeline, self.from, self.to);
@@ -198,9 +212,13 @@ impl EdgeStats {
 
     /// Items shipped into the edge so far, delivered or dropped.
     pub fn sent(&self) -> u64 {
-        match &self.fused_into {
-            Some(stage) if !self.hopped.load(Relaxed) => stage.items_in(),
-            _ => self.sent.load(Relaxed),
+        if self.hopped.load(Relaxed) {
+            return self.sent.load(Relaxed);
+        }
+        match (&self.fused_into, &self.fused_from) {
+            (Some(into), _) => into.items_in(),
+            (None, Some(from)) => from.items_out(),
+            (None, None) => self.sent.load(Relaxed),
         }
     }
 

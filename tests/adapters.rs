@@ -1,0 +1,58 @@
+//! The runtime's adapters used from `pipeline!`: a pipeline as the body of
+//! a request/response service (`duplex`), and a pipeline's outputs as a
+//! `futures::Stream` (`stream_sink`). A value made before the macro starts
+//! a chain by its name, and ends one in parentheses.
+
+use futures::StreamExt;
+use pipeline::io::{DuplexError, Tagged, duplex, stream_sink};
+use pipeline::prelude::*;
+
+#[tokio::test]
+async fn a_pipeline_serves_requests_and_each_caller_gets_its_own_response() {
+    let (client, requests, responses) = duplex::<u64, String>(16);
+    let running = pipeline! {
+        requests
+            >> filter(|r: &Tagged<u64>| *r.value() != 13)
+            >> map(|r: Tagged<u64>| r.map(|x| format!("{x} squared is {}", x * x)))
+            >> (responses);
+    }
+    .spawn();
+    let calls = (0..20u64).map(|x| {
+        let client = client.clone();
+        async move { (x, client.call(x).await) }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for (x, answer) in answers {
+        if x == 13 {
+            // Filtered out in the pipeline: the caller is told, not left
+            // waiting.
+            assert!(matches!(answer, Err(DuplexError::NoResponse)), "{answer:?}");
+        } else {
+            assert_eq!(answer.unwrap(), format!("{x} squared is {}", x * x));
+        }
+    }
+    client.close();
+    let report = running.join().await.unwrap();
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn a_pipelines_outputs_can_be_read_as_a_stream() {
+    let (out, mut stream) = stream_sink::<u64>(8);
+    let running = pipeline! {
+        iter(0..100u64) >> filter(|x: &u64| x.is_multiple_of(3)) >> (out);
+    }
+    .spawn();
+    let mut got = Vec::new();
+    while let Some(x) = stream.next().await {
+        got.push(x);
+    }
+    assert_eq!(
+        got,
+        (0..100)
+            .filter(|x: &u64| x.is_multiple_of(3))
+            .collect::<Vec<u64>>()
+    );
+    let report = running.join().await.unwrap();
+    assert!(report.is_balanced(), "{report}");
+}
