@@ -60,9 +60,25 @@ where
     async fn send(&mut self, chunk: &mut Vec<T>) {
         let ports = Port::all::<N>();
         let items = chunk.len() as u64;
-        self.stats.record_chunk(items, items, 0, 0);
+        let mut failed = 0;
+        let pick = &mut self.pick;
         for item in chunk.drain(..) {
-            let port = (self.pick)(&item, ports).into().index();
+            // A panic in the closure fails its item, as in any stage; it
+            // must not unwind through the pipeline and lose the others.
+            let picked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pick(&item, ports).into().index()
+            }));
+            let port = match picked {
+                Ok(port) => port,
+                Err(panic) => {
+                    failed += 1;
+                    let message = crate::policy::panic_message(&*panic);
+                    tracing::warn!(stage = self.stats.name(), panic = %message, "the branch closure panicked; its item failed");
+                    self.stats
+                        .record_error(format_args!("the branch closure panicked: {message}"));
+                    continue;
+                }
+            };
             // A port always comes from `ports`, so it is in range; the last
             // buffer is a safe home should that ever change.
             let last = self.buffers.len().saturating_sub(1);
@@ -70,6 +86,7 @@ where
                 buffer.push(item);
             }
         }
+        self.stats.record_chunk(items, items - failed, 0, failed);
         for (output, buffer) in self.outputs.iter_mut().zip(&mut self.buffers) {
             if !buffer.is_empty() {
                 output.send(buffer).await;

@@ -528,10 +528,30 @@ impl<In, M, O, E> Core<In, M, O, E> {
         let incoming = std::mem::take(&mut self.incoming);
         match (&self.key, self.order) {
             (Some(key), Order::ByKey) => {
-                self.pending_items += incoming.len();
+                let mut failed = 0;
                 for item in incoming {
-                    let worker = bucket(key(&item), self.slots);
-                    self.pending[worker].push(item);
+                    // A panic in the key function fails its item, as a
+                    // panic in the stage would; the others go on.
+                    let hash =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| key(&item)));
+                    match hash {
+                        Ok(hash) => {
+                            self.pending_items += 1;
+                            self.pending[bucket(hash, self.slots)].push(item);
+                        }
+                        Err(panic) => {
+                            failed += 1;
+                            let message = policy::panic_message(&*panic);
+                            let stats = self.ctx.stats();
+                            tracing::warn!(stage = stats.name(), panic = %message, "the by_key function panicked; its item failed");
+                            stats.record_error(format_args!(
+                                "the by_key function panicked: {message}"
+                            ));
+                        }
+                    }
+                }
+                if failed > 0 {
+                    self.ctx.stats().record_chunk(failed, 0, 0, failed);
                 }
             }
             _ if self.backlog.is_empty() => self.backlog = incoming,
