@@ -16,6 +16,7 @@
 pub mod accumulate;
 pub mod builtins;
 pub mod codegen;
+pub mod depth;
 pub mod diagnostics;
 pub mod graph;
 pub mod options;

@@ -109,6 +109,10 @@ pub fn parse(input: TokenStream, diagnostics: &mut Diagnostics) -> PipelineAst {
             }
             continue;
         }
+        if let Some(span) = crate::depth::too_deep(&segment.tokens) {
+            diagnostics.error(span, crate::depth::message());
+            continue;
+        }
         match parse_statement(segment.tokens.clone(), index == 0) {
             Ok((options, expr)) => {
                 if !options.is_empty() && index != 0 {

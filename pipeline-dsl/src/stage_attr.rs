@@ -36,6 +36,13 @@ enum Shape {
 /// Expands `#[stage(args)] item`.
 pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut diagnostics = Diagnostics::new();
+    if let Some(span) = crate::depth::too_deep(&args).or_else(|| crate::depth::too_deep(&item)) {
+        // Too deep for `syn` to parse safely: the item stays as written
+        // (rustc reads it fine), with the error.
+        diagnostics.error(span, crate::depth::message());
+        let errors = diagnostics.to_compile_errors();
+        return quote!(#errors #item);
+    }
     let (role, flat, options) = parse_args(args, &mut diagnostics);
     let function = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(function)) => function,

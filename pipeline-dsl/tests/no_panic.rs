@@ -996,3 +996,26 @@ fn a_cycle_of_aliases_through_a_port_does_not_overflow_the_stack() {
 fn a_child_process_runs_the_front_end() {
     in_child_process("iter(v) >> discard();").unwrap();
 }
+
+/// Found by fuzzing: about 800 nested parentheses in a closure overflowed
+/// the stack of a debug build of the macro in `syn`'s recursive parser
+/// (`fuzz/regressions/dsl/stack-overflow-nested-parens-4000`). The depth is
+/// now checked first, without recursing, and reported as an error.
+#[test]
+fn deeply_nested_brackets_are_an_error_not_a_stack_overflow() {
+    for depth in [200, 4_000] {
+        let source = format!(
+            "iter(v) >> map(|x| {}x{}) >> discard();",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        if let Err(failure) = in_child_process(&source) {
+            panic!("{failure}");
+        }
+        let messages = nasty(&source);
+        assert!(
+            messages.iter().any(|m| m.contains("nest more than")),
+            "{messages:?}"
+        );
+    }
+}
