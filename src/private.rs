@@ -392,6 +392,13 @@ pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeS
     Arc::new(EdgeStats::fused(from, Arc::clone(into), None))
 }
 
+pub use pipeline_runtime::chain::Boxed;
+
+/// `chain`, its pull future boxed (see [`Boxed`]).
+pub fn boxed<A>(chain: A) -> Boxed<A> {
+    Boxed(chain)
+}
+
 /// The counters of an edge from the end of a diamond's branch into its
 /// merge node.
 pub fn merge_edge_stats(from: &Arc<StageStats>, to: &'static str) -> Arc<EdgeStats> {

@@ -142,6 +142,10 @@ fn join_segments(vars: &[syn::Ident], control: &syn::Ident) -> TokenStream {
     }
 }
 
+/// Fused stages between two boxes of a chain's pull future (see
+/// `__private::boxed`).
+const BOX_EVERY: usize = 8;
+
 /// A run of nodes fused into one chain.
 struct Segment {
     nodes: Vec<NodeIndex>,
@@ -476,12 +480,19 @@ impl<'a> Wiring<'a> {
             code.extend(self.diamond_code(head));
         }
         let last = *segment.nodes.last().unwrap_or(&segment.nodes[0]);
-        for &node in stages {
+        for (fused, &node) in stages.iter().enumerate() {
             if graph.node(node).kind == Kind::Branch {
                 break;
             }
             code.extend(self.stage_code(node, node == last));
             code.extend(self.diamond_code(node));
+            // A long chain's pull future nests once per stage; a box every
+            // few stages keeps rustc's layout query within its depth limit.
+            if (fused + 1) % BOX_EVERY == 0 && node != last {
+                let chain = local("__pipeline_chain", Span::call_site());
+                let private = private_path();
+                code.extend(quote! { let #chain = #private::boxed(#chain); });
+            }
         }
         code.extend(self.tail_code(last));
         code
