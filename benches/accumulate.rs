@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cargo bench --bench accumulate
+//! cargo bench --bench accumulate -- pipeline chunks   # only these (and the baseline)
 //! ```
+//!
+//! Arguments, if any, pick the variants to run: those whose name contains
+//! one of them, and always the baseline (to profile one variant, or to
+//! save time).
 //!
 //! Both variants read the same pre-generated input (`Item { key, value }`,
 //! keys uniform over 100,000 from a xorshift generator, values the item's
@@ -22,9 +27,13 @@
 //!   for_each(..)` on a current-thread tokio runtime. The accumulate node
 //!   reads from a batched edge (it always heads a chain of its own, so that
 //!   it can wake at its deadlines), and that hop is part of what is measured;
-//! * a diagnostic row, not a target: the baseline with map entries as large
-//!   as the runtime's per-key slots, to show how much of the gap is the
-//!   per-key map's memory footprint (see `hand_written_wide`).
+//! * diagnostic rows, not targets, each the baseline with one thing the
+//!   `pipeline!` does on top: map entries the size of the runtime's, with a
+//!   byte total added per item (`hand_written_runtime_entries`); the input
+//!   copied into chunks of 512 before it is grouped, as the source and the
+//!   edge into the accumulation do (`hand_written_in_chunks`); and the
+//!   `pipeline!` with a larger edge (`#[buffer = 16384]`) to show what
+//!   the default edge of 1024 items (two chunks) costs.
 //!
 //! The consumer folds each batch into an order-sensitive digest; each run's
 //! digest, batch count and item count are checked against the baseline's,
@@ -137,35 +146,74 @@ fn hand_written(items: Vec<Item>) -> Outcome {
 }
 
 /// A diagnostic, not a target: the baseline with map entries the size of
-/// the runtime's (a `u32` key and a 92-byte value: the accumulation's slot
-/// for a `BatchBy` state is 96 bytes), with the `Vec` 72 bytes into the
-/// entry so that each item touches a second cache line of its entry, as the
-/// runtime's per-item byte count (64 bytes past the key) makes it do. It
-/// shows how much of the gap to the baseline is the footprint of the
-/// per-key map rather than the plumbing around it.
-fn hand_written_wide(items: Vec<Item>) -> Outcome {
-    #[repr(C)]
-    struct Wide {
-        /// Stands for the slot's other fields.
-        _rest: [u64; 8],
+/// the runtime's for this workload (40 bytes: a `u32` key, the state's
+/// 4-byte open-order number in the room the key leaves, the `Vec` and a
+/// `u64` byte total), adding each item's size to the total as the runtime
+/// does. It shows how much of the gap to the baseline is the footprint and
+/// the per-item work of the runtime's per-key state rather than the
+/// plumbing around it.
+fn hand_written_runtime_entries(items: Vec<Item>) -> Outcome {
+    struct Entry {
+        /// The open-order number (unused here).
+        _seq: u32,
         batch: Vec<Item>,
+        bytes: u64,
     }
-    let mut open: HashMap<u32, Wide, foldhash::fast::RandomState> = HashMap::default();
+    let mut open: HashMap<u32, Entry, foldhash::fast::RandomState> = HashMap::default();
     let mut outcome = Outcome::default();
     for item in items {
-        let entry = open.entry(item.key).or_insert_with(|| Wide {
-            _rest: [0; 8],
+        let entry = open.entry(item.key).or_insert_with(|| Entry {
+            _seq: 0,
             batch: Vec::with_capacity(BATCH),
+            bytes: 0,
         });
         entry.batch.push(item);
+        entry.bytes += size_of::<Item>() as u64;
         if entry.batch.len() == BATCH {
             let full = std::mem::replace(&mut entry.batch, Vec::with_capacity(BATCH));
+            entry.bytes = 0;
             outcome.take(item.key, black_box(&full));
         }
     }
     for (key, entry) in open {
         if !entry.batch.is_empty() {
             outcome.take(key, black_box(&entry.batch));
+        }
+    }
+    outcome
+}
+
+/// The items per chunk of the pipeline's source (`DEFAULT_CHUNK`).
+const CHUNK: usize = 512;
+
+/// A diagnostic, not a target: the baseline, reading its input through
+/// chunks of 512 items, each copied out of the input into a fresh `Vec`
+/// before it is grouped, as the `pipeline!`'s source does before it hands
+/// the chunk to the edge into the accumulation (without the edge itself).
+fn hand_written_in_chunks(items: Vec<Item>) -> Outcome {
+    let mut open: HashMap<u32, Vec<Item>, foldhash::fast::RandomState> = HashMap::default();
+    let mut outcome = Outcome::default();
+    let mut input = items.into_iter();
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        chunk.extend(input.by_ref().take(CHUNK));
+        if chunk.is_empty() {
+            break;
+        }
+        for item in black_box(chunk) {
+            let batch = open
+                .entry(item.key)
+                .or_insert_with(|| Vec::with_capacity(BATCH));
+            batch.push(item);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                outcome.take(item.key, black_box(&full));
+            }
+        }
+    }
+    for (key, batch) in open {
+        if !batch.is_empty() {
+            outcome.take(key, black_box(&batch));
         }
     }
     outcome
@@ -180,6 +228,25 @@ fn with_pipeline(rt: &Runtime, items: Vec<Item>) -> Outcome {
             pipeline! {
                 iter(items)
                     >> accumulate(key = |x: &Item| x.key, max_items = 100)
+                    >> for_each(|batch: Batch<Item, u32>| outcome.take(*batch.key(), black_box(&batch)));
+            }
+            .run(),
+        )
+        .expect("the benchmark pipeline runs to completion");
+    assert!(report.is_balanced(), "every item is accounted for");
+    outcome
+}
+
+/// A diagnostic, not a target: [`with_pipeline`] with an edge into the
+/// accumulation of 16,384 items (32 chunks) rather than the default 1,024.
+fn with_pipeline_wide_edge(rt: &Runtime, items: Vec<Item>) -> Outcome {
+    use pipeline::pipeline;
+    let mut outcome = Outcome::default();
+    let report = rt
+        .block_on(
+            pipeline! {
+                iter(items)
+                    >> #[buffer = 16384] accumulate(key = |x: &Item| x.key, max_items = 100)
                     >> for_each(|batch: Batch<Item, u32>| outcome.take(*batch.key(), black_box(&batch)));
             }
             .run(),
@@ -271,16 +338,37 @@ fn main() {
             hand_written,
         ),
         Variant::new(
-            "hand-written, 96-byte entries",
+            "hand-written, runtime's 40-byte entries",
             "diagnostic",
-            hand_written_wide,
+            hand_written_runtime_entries,
+        ),
+        Variant::new(
+            "hand-written, input in chunks of 512",
+            "diagnostic",
+            hand_written_in_chunks,
         ),
         Variant::new(
             "pipeline! accumulate(key, max_items)",
             "within 1.2x",
             |items| with_pipeline(&current_thread, items),
         ),
+        Variant::new("pipeline!, #[buffer = 16384] edge", "diagnostic", |items| {
+            with_pipeline_wide_edge(&current_thread, items)
+        }),
     ];
+    // `cargo bench` passes `--bench`; any other argument names variants.
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let variants: Vec<Variant<'_>> = variants
+        .into_iter()
+        .enumerate()
+        .filter(|(i, variant)| {
+            *i == 0 || picked.is_empty() || picked.iter().any(|p| variant.name.contains(p.as_str()))
+        })
+        .map(|(_, variant)| variant)
+        .collect();
 
     println!("keyed accumulation: group items by key into batches of {BATCH}");
     println!("available cores: {cores}");
@@ -295,10 +383,10 @@ fn main() {
     );
     println!();
     println!(
-        "{:<38} | {:>8} | {:>17} | {:>24}",
+        "{:<40} | {:>8} | {:>17} | {:>24}",
         "variant", "ns/item", "ratio to baseline", "target"
     );
-    println!("{:-<38}-+-{:-<8}-+-{:-<17}-+-{:-<24}", "", "", "", "");
+    println!("{:-<40}-+-{:-<8}-+-{:-<17}-+-{:-<24}", "", "", "", "");
     let per_item = |d: Duration| d.as_secs_f64() * 1e9 / N as f64;
     let baseline = per_item(best[0]);
     for (variant, best) in variants.iter().zip(&best) {
@@ -312,7 +400,7 @@ fn main() {
             other => other.to_owned(),
         };
         println!(
-            "{:<38} | {:>8.2} | {:>16.2}x | {:>24}",
+            "{:<40} | {:>8.2} | {:>16.2}x | {:>24}",
             variant.name, ns, ratio, target
         );
     }

@@ -33,7 +33,7 @@ pub enum Completeness<O> {
 /// [`check`](Self::check)s whether it is complete. The policy's limits,
 /// latency and ttl, and the end of the input, close a state early with
 /// [`flush`](Self::flush). (It calls the `open_at`, `update_sized` and
-/// `flush_at` forms, which also tell the time or the item's size; their
+/// `flush_window` forms, which also tell the time or the item's size; their
 /// defaults call the plain ones.)
 ///
 /// The built-in [`BatchBy`](super::BatchBy) (for `accumulate(key = ..)`
@@ -172,6 +172,25 @@ pub trait Accumulator<T> {
     fn flush_at(&mut self, key: Self::Key, state: Self::State, now: Instant) -> Option<Self::Out> {
         let _ = now;
         self.flush(key, state)
+    }
+
+    /// [`flush_at`](Self::flush_at), told also when the state was opened
+    /// (the time [`open_at`](Self::open_at) was given), so that a state
+    /// need not keep that time itself: the engine keeps it beside its
+    /// states, at no cost per item. The engine calls this one; the default
+    /// ignores `opened` and calls `flush_at`. [`BatchBy`](super::BatchBy)
+    /// overrides it for the window of a [`Batch`](crate::batch::Batch);
+    /// an accumulator that wraps another should pass it on.
+    #[inline]
+    fn flush_window(
+        &mut self,
+        key: Self::Key,
+        state: Self::State,
+        opened: Instant,
+        now: Instant,
+    ) -> Option<Self::Out> {
+        let _ = opened;
+        self.flush_at(key, state, now)
     }
 
     /// An estimate of the memory `state` takes, in bytes: what `spill`'s

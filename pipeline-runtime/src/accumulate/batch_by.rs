@@ -2,8 +2,6 @@
 //! [`BatchBy`].
 
 use std::hash::Hash;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -30,8 +28,12 @@ const FIRST_RESERVE: usize = 128;
 /// clock once per chunk of input: when it took the chunk holding that item,
 /// and when it let go of the batch); its byte total is the sum of its
 /// items' sizes. A batch counts its items and bytes itself
-/// ([`COUNTS_ITSELF`](Accumulator::COUNTS_ITSELF)), so the accumulation
-/// keeps nothing else per key.
+/// ([`COUNTS_ITSELF`](Accumulator::COUNTS_ITSELF)), and the accumulation
+/// keeps the window start for it ([`flush_window`](Accumulator::flush_window)),
+/// so that it keeps nothing else per key. Flushed without a window start
+/// ([`flush`](Accumulator::flush), [`flush_at`](Accumulator::flush_at), as
+/// when a `BatchBy` is used by hand), a batch's window is empty, at the
+/// time of the flush.
 ///
 /// A new batch reserves room for as many items as the last batch flushed
 /// had (at most `max_items`, and at most 4096), and for at most 128 before
@@ -89,29 +91,22 @@ impl<F> BatchBy<F> {
     }
 }
 
-/// The state of one key in a [`BatchBy`]: the batch being gathered.
+/// The state of one key in a [`BatchBy`]: the batch being gathered, its
+/// items and their byte total.
 ///
 /// Kept small, as an accumulation holds one per open key: the window start
-/// is stored as nanoseconds from an instant taken once per process (exact,
-/// also under paused `tokio` time; a start more than 292 years away from it
-/// is clamped).
+/// is not in it but kept by the accumulation, which hands it to
+/// [`flush_window`](Accumulator::flush_window).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[repr(C)]
 pub struct BatchState<T> {
     items: Vec<T>,
     bytes: u64,
-    start: i64,
 }
 
 impl<T> BatchState<T> {
     /// The items gathered so far, in order.
     pub fn items(&self) -> &[T] {
         &self.items
-    }
-
-    /// When the first item arrived.
-    pub fn window_start(&self) -> Instant {
-        from_offset(self.start)
     }
 
     /// The items' sizes, summed.
@@ -135,18 +130,10 @@ where
     }
 
     #[inline]
-    fn open(&mut self, key: &K) -> BatchState<T> {
-        self.open_at(key, Instant::now())
-    }
-
-    /// The window starts at `now`: the engine's time for the chunk that
-    /// holds the first item.
-    #[inline]
-    fn open_at(&mut self, _: &K, now: Instant) -> BatchState<T> {
+    fn open(&mut self, _: &K) -> BatchState<T> {
         BatchState {
             items: Vec::with_capacity(self.reserve),
             bytes: 0,
-            start: to_offset(now),
         }
     }
 
@@ -170,16 +157,29 @@ where
         (state.items.len(), state.bytes)
     }
 
+    /// The window is empty, now.
     fn flush(&mut self, key: K, state: BatchState<T>) -> Option<Batch<T, K>> {
         self.flush_at(key, state, Instant::now())
     }
 
-    /// The window ends at `now`: the engine's time when it let go of the
-    /// batch.
+    /// The window is empty, at `now`.
     fn flush_at(&mut self, key: K, state: BatchState<T>, now: Instant) -> Option<Batch<T, K>> {
+        self.flush_window(key, state, now, now)
+    }
+
+    /// The window starts at `opened`, the engine's time for the chunk that
+    /// held the first item, and ends at `now`, its time when it let go of
+    /// the batch.
+    #[inline]
+    fn flush_window(
+        &mut self,
+        key: K,
+        state: BatchState<T>,
+        opened: Instant,
+        now: Instant,
+    ) -> Option<Batch<T, K>> {
         self.reserve = state.items.len().min(self.cap);
-        let start = from_offset(state.start);
-        Some(Batch::new(key, state.items, start, now, state.bytes))
+        Some(Batch::new(key, state.items, opened, now, state.bytes))
     }
 
     /// The state, plus the items' own size times the room the batch has
@@ -196,74 +196,18 @@ where
     }
 }
 
-/// The instant window starts are measured from, taken once per process
-/// (spill files never outlive the process that wrote them).
-fn instant_base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-/// `instant` as signed nanoseconds from [`instant_base`], clamped to what
-/// an `i64` holds (292 years either way).
-fn to_offset(instant: Instant) -> i64 {
-    let base = instant_base();
-    match instant.checked_duration_since(base) {
-        Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-        None => i64::try_from(base.duration_since(instant).as_nanos()).map_or(-i64::MAX, |n| -n),
-    }
-}
-
-/// The instant `offset` nanoseconds from [`instant_base`].
-fn from_offset(offset: i64) -> Instant {
-    let base = instant_base();
-    let nanos = Duration::from_nanos(offset.unsigned_abs());
-    let instant = if offset >= 0 {
-        base.checked_add(nanos)
-    } else {
-        base.checked_sub(nanos)
-    };
-    // Offsets come from instants, which are back where they were.
-    instant.unwrap_or(base)
-}
-
-/// Encoded as its items (a `Vec<T>`), its byte total (`u64`), and its window
-/// start as a signed offset from a base instant taken once per process (a
-/// direction byte, `0` after and `1` before the base, then a `Duration`), so
-/// it comes back exact, also under paused `tokio` time.
+/// Encoded as its items (a `Vec<T>`) and its byte total (`u64`).
 impl<T: Spill> Spill for BatchState<T> {
-    const MIN_ENCODED_LEN: usize = 8 + 8 + 1 + 12;
+    const MIN_ENCODED_LEN: usize = 8 + 8;
 
     fn encode(&self, out: &mut Vec<u8>) {
         self.items.encode(out);
         self.bytes.encode(out);
-        out.push(u8::from(self.start < 0));
-        Duration::from_nanos(self.start.unsigned_abs()).encode(out);
     }
 
     fn decode(input: &mut &[u8]) -> Result<Self, SpillError> {
         let items = Vec::<T>::decode(input)?;
         let bytes = u64::decode(input)?;
-        let direction = u8::decode(input)?;
-        let offset = Duration::decode(input)?;
-        let nanos = i64::try_from(offset.as_nanos()).ok();
-        let start = match direction {
-            0 => nanos,
-            1 => nanos.map(|n| -n),
-            other => {
-                return Err(SpillError::InvalidData {
-                    what: "BatchState",
-                    detail: format!("direction byte {other:#04x} is neither 0 nor 1"),
-                });
-            }
-        };
-        let start = start.ok_or_else(|| SpillError::InvalidData {
-            what: "BatchState",
-            detail: format!("window start offset {offset:?} is out of range"),
-        })?;
-        Ok(BatchState {
-            items,
-            bytes,
-            start,
-        })
+        Ok(BatchState { items, bytes })
     }
 }

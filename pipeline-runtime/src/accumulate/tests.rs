@@ -213,6 +213,16 @@ impl<T, A: Accumulator<T>> Accumulator<T> for Counting<A> {
         self.0.flush_at(key, state, now)
     }
 
+    fn flush_window(
+        &mut self,
+        key: A::Key,
+        state: A::State,
+        opened: Instant,
+        now: Instant,
+    ) -> Option<A::Out> {
+        self.0.flush_window(key, state, opened, now)
+    }
+
     fn state_bytes(&self, state: &A::State) -> usize {
         self.0.state_bytes(state)
     }
@@ -797,6 +807,252 @@ async fn stop_without_partial_flush_routes_open_states_to_errors() {
     assert_eq!((report.dead_lettered, flushes(&report).stop), (6, 3));
 }
 
+/// Runs `iter(0..100) >> accumulate(key = i % 4, max_items = 10) >> collect`
+/// through an edge (chunks of 16) as a pipeline named `timed`, without an
+/// `errors` port and with `partial_flush` off, so that the states still open
+/// at the end are logged. Returns the batches and the report.
+fn run_observed_pipeline() -> (Vec<Batch<u64, u64>>, crate::metrics::Report) {
+    let source = Arc::new(StageStats::new("iter", NodeKind::Source));
+    let acc = stats();
+    let sink = Arc::new(StageStats::new("collect", NodeKind::Sink));
+    let collected = Collected::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime
+        .block_on(async {
+            let (tx, rx) = edge(64, 16);
+            let head = Head::new(crate::io::iter(0..100u64), source.clone(), 16);
+            let outlet = Broadcast::single(Output::new(
+                tx,
+                Arc::new(EdgeStats::new("iter", "acc", None)),
+            ));
+            let policy = Policy {
+                max_items: Some(10),
+                partial_flush: false,
+                ..Policy::default()
+            };
+            let by_four = batch_by(|n: &u64| n % 4);
+            let accumulate =
+                AccumulateHead::new(rx, by_four, default_size, policy, acc.clone(), 16);
+            let chain: Fuse<_, _, Batch<u64, u64>, Never, Never> =
+                Fuse::new(accumulate, collect(&collected), sink.clone());
+            Pipeline::new(
+                vec![source.clone(), acc.clone(), sink.clone()],
+                move |control: Control| async move {
+                    join(
+                        drive_into(head, outlet, control.clone()),
+                        drive(chain, control),
+                    )
+                    .await
+                },
+            )
+            .named("timed")
+            .run()
+            .await
+        })
+        .unwrap();
+    (collected.take(), report)
+}
+
+/// Every histogram sample recorded, by metric name and `stage` label.
+#[derive(Default)]
+struct Histograms(std::sync::Mutex<BTreeMap<(String, String), Arc<Samples>>>);
+
+#[derive(Default)]
+struct Samples(std::sync::Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+impl metrics::Recorder for Histograms {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        // Any handle that is not the no-op one, so that chunks are timed.
+        metrics::Counter::from_arc(Arc::new(std::sync::atomic::AtomicU64::new(0)))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(Arc::new(std::sync::atomic::AtomicU64::new(0)))
+    }
+
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        let stage = key
+            .labels()
+            .find(|label| label.key() == "stage")
+            .map_or_else(String::new, |label| label.value().to_owned());
+        let mut all = self.0.lock().unwrap();
+        let samples = all.entry((key.name().to_owned(), stage)).or_default();
+        metrics::Histogram::from_arc(Arc::clone(samples))
+    }
+}
+
+impl Histograms {
+    fn samples(&self, name: &str, stage: &str) -> Vec<f64> {
+        let all = self.0.lock().unwrap();
+        all.get(&(name.to_owned(), stage.to_owned()))
+            .map(|samples| samples.0.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_accumulation_times_each_chunk_it_takes() {
+    let recorder = Histograms::default();
+    let (batches, report) = metrics::with_local_recorder(&recorder, run_observed_pipeline);
+    assert_eq!(batches.len(), 8, "25 items per key: two full batches each");
+    let acc = report.stage("acc").unwrap();
+    assert_eq!((acc.items_in, acc.passed, acc.failed), (100, 80, 20));
+    assert!(report.is_balanced(), "{report}");
+    // At least one pull per chunk of 16 (7 of them) and one at the end,
+    // each timed once, and the time is not all zero.
+    let chunks = recorder.samples(crate::metrics::STAGE_CHUNK_SECONDS, "acc");
+    assert!(chunks.len() >= 8, "{chunks:?}");
+    assert!(
+        chunks.iter().all(|s| s.is_finite() && *s >= 0.0),
+        "{chunks:?}"
+    );
+    assert!(chunks.iter().sum::<f64>() > 0.0, "{chunks:?}");
+    // Like the stages around it.
+    for stage in ["iter", "collect"] {
+        let samples = recorder.samples(crate::metrics::STAGE_CHUNK_SECONDS, stage);
+        assert!(!samples.is_empty(), "{stage}");
+    }
+}
+
+/// A `tracing` subscriber, set as the default of one thread, that notes for
+/// each event the `stage` field of the span entered when it was emitted.
+#[derive(Default)]
+struct StageEvents {
+    /// By span id (from 1): the span's `stage` field.
+    spans: std::sync::Mutex<Vec<String>>,
+    entered: std::sync::Mutex<Vec<u64>>,
+    /// Each event's level and the stage it was emitted in.
+    events: std::sync::Mutex<Vec<(tracing::Level, Option<String>)>>,
+}
+
+struct StageField(Option<String>);
+
+impl tracing::field::Visit for StageField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "stage" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl tracing::Subscriber for &'static StageEvents {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Asked every time: other threads see other subscribers.
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut stage = StageField(None);
+        span.record(&mut stage);
+        let mut spans = self.spans.lock().unwrap();
+        spans.push(stage.0.unwrap_or_default());
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let current = self.entered.lock().unwrap().last().copied();
+        let stage = current.map(|id| self.spans.lock().unwrap()[id as usize - 1].clone());
+        self.events
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), stage));
+    }
+
+    fn enter(&self, span: &tracing::span::Id) {
+        self.entered.lock().unwrap().push(span.into_u64());
+    }
+
+    fn exit(&self, _: &tracing::span::Id) {
+        self.entered.lock().unwrap().pop();
+    }
+}
+
+#[test]
+fn the_accumulation_logs_in_its_span() {
+    let events: &'static StageEvents = Box::leak(Box::default());
+    let dispatch = tracing::Dispatch::new(events);
+    // With a single dispatcher registered, `tracing` decides whether a
+    // callsite is wanted by asking the default of the thread that hits it
+    // first, which may be another test's. With two (this second one is
+    // never used), every callsite asks all of them, so this thread's
+    // subscriber is asked too.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    tracing::callsite::rebuild_interest_cache();
+    let (_, report) = tracing::dispatcher::with_default(&dispatch, run_observed_pipeline);
+    assert_eq!(report.stage("acc").unwrap().failed, 20);
+    assert!(
+        events
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|stage| stage == "acc"),
+        "the accumulation has a span"
+    );
+    // The four states open at the end, dropped without an `errors` port,
+    // were each logged inside the accumulation's span.
+    let events = events.events.lock().unwrap();
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|(level, _)| *level == tracing::Level::WARN)
+        .collect();
+    assert_eq!(warnings.len(), 4, "{events:?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|(_, stage)| stage.as_deref() == Some("acc")),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn unfinished_displays_key_and_reason() {
     let stopped: Unfinished<&str, u8> = Unfinished {
@@ -994,6 +1250,59 @@ async fn closed_slots_of_keys_that_come_and_go_are_swept() {
     let report = StageReport::from_stats(&stats);
     assert_eq!((report.items_in, report.passed), (6202, 6202));
     assert!(report.is_balanced(), "{report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_starts_when_its_state_opened_however_many_close_meanwhile() {
+    let (mut tx, rx) = edge(1 << 16, 4096);
+    let stats = stats();
+    let policy = Policy {
+        max_items: Some(2),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::new(
+        rx,
+        batch_by(pair_key),
+        default_size,
+        policy,
+        stats.clone(),
+        1 << 16,
+    );
+    let control = Control::new();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    // Key 0 opens first and stays open.
+    tx.send_chunk(vec![(0, 0)]).await.unwrap();
+    head.pull(&mut out, &control).await.unwrap();
+    // Then 30 chunks, 1 ms apart, of 100 keys that each open and close.
+    for chunk in 1..=30u32 {
+        tokio::time::advance(ms(1)).await;
+        let pairs: Vec<Pair> = (chunk * 100..chunk * 100 + 100)
+            .flat_map(|k| [(k, 0), (k, 1)])
+            .collect();
+        tx.send_chunk(pairs).await.unwrap();
+        head.pull(&mut out, &control).await.unwrap();
+        // The opening times of closed states do not pile up.
+        assert!(
+            head.opening_times() <= 2 + 1024 + 100,
+            "{}",
+            head.opening_times()
+        );
+    }
+    assert_eq!(out.len(), 3000);
+    for batch in &out {
+        let chunk = u64::from(*batch.key() / 100);
+        assert_eq!(batch.window_start() - start, ms(chunk), "{batch:?}");
+        assert_eq!(batch.window_duration(), Duration::ZERO);
+    }
+    tokio::time::advance(ms(5)).await;
+    drop(tx);
+    let rest = drain(&mut head, start).await;
+    assert_eq!(rest.len(), 1);
+    let (_, last) = &rest[0];
+    assert_eq!(*last.key(), 0);
+    assert_eq!(last.window_start(), start, "opened before everything else");
+    assert_eq!(last.window_end() - start, ms(35));
 }
 
 #[tokio::test(start_paused = true)]
