@@ -392,6 +392,23 @@ pub fn fused_edge_stats(from: &'static str, into: &Arc<StageStats>) -> Arc<EdgeS
     Arc::new(EdgeStats::fused(from, Arc::clone(into), None))
 }
 
+/// `chain >> through(sink, stream)`: the chain's items go into `sink`, and
+/// what `stream` yields goes on (see [`pipeline_runtime::io::through`]).
+pub fn through_chain<A, Si, St>(
+    chain: A,
+    sink: Si,
+    stream: St,
+    stats: Arc<StageStats>,
+) -> impl Chain<Out = St::Item> + Outputs<Out = St::Item>
+where
+    A: Chain,
+    Si: pipeline_runtime::io::Sink<A::Out>,
+    Si::Error: std::fmt::Display,
+    St: Stream,
+{
+    pipeline_runtime::io::through(sink, stream).attach(chain, stats, DEFAULT_CHUNK)
+}
+
 pub use pipeline_runtime::chain::Boxed;
 
 /// `chain`, its pull future boxed (see [`Boxed`]).

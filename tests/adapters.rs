@@ -56,3 +56,29 @@ async fn a_pipelines_outputs_can_be_read_as_a_stream() {
     let report = running.join().await.unwrap();
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn a_sink_and_stream_pair_sits_inside_a_pipeline() {
+    use futures::SinkExt;
+    // Another task doubles what it is sent, and ends when its input does.
+    let (requests, mut rx) = futures::channel::mpsc::channel::<u64>(4);
+    let (mut tx, answers) = futures::channel::mpsc::channel::<u64>(4);
+    tokio::spawn(async move {
+        while let Some(n) = rx.next().await {
+            tx.send(n * 2).await.unwrap();
+        }
+    });
+    let out = Collected::new();
+    let report = pipeline! {
+        iter(1..=50u64) >> through(requests, answers) >> map(|x| x + 1) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(
+        out.take(),
+        (1..=50u64).map(|x| x * 2 + 1).collect::<Vec<_>>()
+    );
+    assert_eq!(report.stage("through").unwrap().items_out, 50, "{report}");
+    assert!(report.is_balanced(), "{report}");
+}

@@ -164,6 +164,13 @@ pub const BUILTINS: &[Builtin] = &[
         true,
     ),
     io("ok", Kind::Transform, 0, &[], "ok()"),
+    io(
+        "through",
+        Kind::Transform,
+        2,
+        &[],
+        "through(a_futures_sink, a_futures_stream)",
+    ),
     b(
         "accumulate",
         Kind::Accumulator,

@@ -957,6 +957,21 @@ impl<'a> Wiring<'a> {
     /// `chain >> node`, with the node's `errors` port if it is connected.
     fn stage_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
         let graph = self.graph;
+        if let Target::Builtin { builtin, call } = &graph.node(node).ast.target
+            && builtin.name == "through"
+        {
+            // Not a stage: it keeps emitting after its input ends, so it
+            // wraps the chain before it.
+            let span = graph.node(node).ast.span();
+            let here = Span::mixed_site().located_at(span);
+            let private_here = private_path_at(here);
+            let chain = local("__pipeline_chain", span);
+            let stats = local(&self.stats_var(node).to_string(), span);
+            let args = call.args.iter();
+            return quote_spanned! {here=>
+                let #chain = #private_here::through_chain(#chain, #(#args),*, ::std::sync::Arc::clone(&#stats));
+            };
+        }
         let span = graph.node(node).ast.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
@@ -1241,11 +1256,12 @@ fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, Diamond
                 Kind::Accumulator | Kind::Branch | Kind::Source
             )
     };
-    let bare = |node: NodeIndex| {
-        matches!(
-            graph.node(node).ast.target,
-            Target::Name(_) | Target::Path(_)
-        )
+    // A bare-named stage may hop by its defaults, and `through` drives the
+    // chain before it itself: either takes its chain away from the feed.
+    let bare = |node: NodeIndex| match &graph.node(node).ast.target {
+        Target::Name(_) | Target::Path(_) => true,
+        Target::Builtin { builtin, .. } => builtin.name == "through",
+        _ => false,
     };
     let mut diamonds = HashMap::new();
     for fanout in graph.graph.node_indices() {

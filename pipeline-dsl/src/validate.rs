@@ -40,6 +40,7 @@ impl Verdict {
 
 /// Builtins that cannot fail, so they have no `errors` port.
 const INFALLIBLE: &[&str] = &[
+    "through",
     "map",
     "filter",
     "filter_map",
@@ -260,6 +261,13 @@ impl Checker<'_> {
         let errors_connected = !graph.port_outputs(index, "errors").is_empty();
         for (key, span) in node_options.keys() {
             let problem = match key {
+                "parallel" | "ordered" | "unordered" | "by_key" | "on_error" | "breaker"
+                    if builtin == Some("through") =>
+                {
+                    Some(format!(
+                        "`{key}` is about a stage's calls, and `through` hands items to a sink and reads its stream; it takes `buffer`, `on_full` and `backpressure` only"
+                    ))
+                }
                 "parallel"
                     if matches!(node.kind, Kind::Source | Kind::Accumulator | Kind::Branch) =>
                 {

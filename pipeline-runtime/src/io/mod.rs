@@ -64,6 +64,10 @@ pub use write::{AsBytes, WriteError, WriteSink, write, write_lines};
 /// generated code and users name the same trait.
 pub use futures::Stream;
 
+/// The sink trait that [`sink`] and [`through`] send into, re-exported so
+/// that generated code and users name the same trait.
+pub use futures::Sink;
+
 /// The byte buffer that [`frames`] yields and [`write()`] takes, re-exported
 /// so that users name the same type.
 pub use bytes::Bytes;
