@@ -205,3 +205,22 @@ fn reading_a_1_gib_input_into_a_slow_sink_keeps_memory_bounded() {
         "lines: {lines_peak} bytes at most, for a {INPUT}-byte input"
     );
 }
+
+/// The allocator above is this crate's only `unsafe` code: it forwards to
+/// the system allocator and counts. Small enough to run under Miri, which
+/// checks the forwarding (`cargo +nightly miri test -p pipeline-runtime
+/// --test io_memory the_counting_allocator`).
+#[test]
+fn the_counting_allocator_counts_what_is_live_and_the_peak() {
+    let _measuring = MEASURING.lock().unwrap_or_else(PoisonError::into_inner);
+    let before = reset_peak();
+    let a = vec![0u8; 4096];
+    let b = vec![1u64; 1024];
+    let live = CURRENT.load(Ordering::Relaxed) - before;
+    assert!(live >= 4096 + 8192, "{live}");
+    drop(a);
+    let after_drop = CURRENT.load(Ordering::Relaxed) - before;
+    assert!(after_drop < live, "{after_drop} vs {live}");
+    assert!(PEAK.load(Ordering::Relaxed) - before >= 4096 + 8192);
+    drop(b);
+}
