@@ -182,6 +182,28 @@ pub fn invalid() -> Pipeline<InvalidBody> {
     Pipeline::new(Vec::new(), |_| std::future::ready(Err(Error::Invalid)))
 }
 
+/// An open pipeline that cannot run, standing in for one that did not
+/// compile. Its item type is left to inference, so the code reading the
+/// stream still type-checks.
+pub fn invalid_open<T>() -> OpenPipeline<InvalidBody, T> {
+    OpenPipeline::new(invalid(), pipeline_runtime::io::stream_sink(1).1)
+}
+
+pub use pipeline_runtime::io::stream_sink;
+pub use pipeline_runtime::open::OpenPipeline;
+
+/// `pipeline`, whose `output()` hands its items to `outputs`.
+pub fn open<F, Fut, T>(
+    pipeline: Pipeline<F>,
+    outputs: pipeline_runtime::io::OutputStream<T>,
+) -> OpenPipeline<F, T>
+where
+    F: FnOnce(Control) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    OpenPipeline::new(pipeline, outputs)
+}
+
 /// The `Ok` and `Err` types of a fallible `#[stage]`'s return type.
 pub trait Fallible {
     /// The success type.

@@ -82,3 +82,62 @@ async fn a_sink_and_stream_pair_sits_inside_a_pipeline() {
     assert_eq!(report.stage("through").unwrap().items_out, 50, "{report}");
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn a_pipeline_with_an_open_output_is_read_as_a_stream() {
+    let stream = pipeline! {
+        iter(0..1_000u64) >> filter(|x: &u64| x.is_multiple_of(7)) >> map(|x| x * 2) >> output();
+    }
+    .into_stream();
+    futures::pin_mut!(stream);
+    let mut got = Vec::new();
+    while let Some(item) = stream.next().await {
+        got.push(item.unwrap());
+    }
+    assert_eq!(
+        got,
+        (0..1_000u64)
+            .filter(|x| x.is_multiple_of(7))
+            .map(|x| x * 2)
+            .collect::<Vec<_>>()
+    );
+    let report = stream.report().expect("the run completed");
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn an_open_pipeline_runs_at_the_readers_pace_and_merges_into_one_output() {
+    let stream = pipeline! {
+        out = output();
+        iter(0..5_000u64) >> out;
+        iter(10_000..10_010u64) >> out;
+    }
+    .into_stream();
+    futures::pin_mut!(stream);
+    // Read a few, then the rest: the pipeline waits in between.
+    let first: Vec<u64> = stream.as_mut().take(3).map(Result::unwrap).collect().await;
+    assert_eq!(first.len(), 3);
+    let rest: Vec<u64> = stream.map(Result::unwrap).collect().await;
+    assert_eq!(first.len() + rest.len(), 5_010);
+}
+
+#[tokio::test]
+async fn an_open_pipeline_that_fails_ends_its_stream_with_the_error() {
+    let stream = pipeline! {
+        iter(["1", "2", "x"].map(String::from)) >> #[on_error = fail] parse_number >> output();
+    }
+    .into_stream();
+    let items: Vec<Result<u64, pipeline::Error>> = stream.collect().await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(*items[0].as_ref().unwrap(), 1);
+    assert_eq!(*items[1].as_ref().unwrap(), 2);
+    assert!(
+        matches!(items[2], Err(pipeline::Error::ItemFailed { .. })),
+        "{items:?}"
+    );
+}
+
+#[stage]
+fn parse_number(text: String) -> Result<u64, std::num::ParseIntError> {
+    text.parse()
+}

@@ -209,6 +209,7 @@ pub const BUILTINS: &[Builtin] = &[
         "write_lines(writer, flush_every = 32KiB)",
     ),
     b("discard", Kind::Sink, (0, 0), "discard()", true),
+    b("output", Kind::Sink, (0, 0), "output()", true),
     io("channel", Kind::Sink, 1, &[], "channel(sender)"),
     io("sink", Kind::Sink, 1, &[], "sink(a_futures_sink)"),
 ];

@@ -76,7 +76,15 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
         segments.extend(quote! { let #var = { #code }; });
         segment_vars.push(var);
     }
-    let setup = wiring.setup_code();
+    let mut setup = wiring.setup_code();
+    let open = has_output(graph);
+    let outputs = local("__pipeline_outputs", Span::call_site());
+    if open {
+        let sink = local("__pipeline_output", Span::call_site());
+        setup.extend(quote! {
+            let (#sink, #outputs) = #private::stream_sink(#private::DEFAULT_BUFFER);
+        });
+    }
     if valid && !segment_vars.is_empty() {
         let control = format_ident!("__pipeline_control", span = Span::mixed_site());
         let body = join_segments(&segment_vars, &control);
@@ -84,6 +92,11 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
         let edges = wiring.edge_vars();
         let senders = wiring.channel_senders();
         let description = wiring.description();
+        let finish = if open {
+            quote!(#private::open(__pipeline, #outputs))
+        } else {
+            quote!(__pipeline)
+        };
         return quote! {
             {
                 #setup
@@ -91,17 +104,23 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
                 // The segments hold clones; the originals must go, or the
                 // edges would never close.
                 #( ::std::mem::drop(#senders); )*
-                #private::Pipeline::new(
+                let __pipeline = #private::Pipeline::new(
                     ::std::vec![#(#stats),*],
                     move |#control: #private::Control| #body,
                 )
                 .with_edges(::std::vec![#(#edges),*])
-                .with_graph(#description)
+                .with_graph(#description);
+                #finish
             }
         };
     }
     let errors = diagnostics.to_compile_errors();
     let leftovers = wiring.leftover_expressions(&covered);
+    let stub = if open {
+        quote!(#private::invalid_open())
+    } else {
+        quote!(#private::invalid())
+    };
     quote! {
         {
             #errors
@@ -110,9 +129,17 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
                 #segments
                 #leftovers
             };
-            #private::invalid()
+            #stub
         }
     }
+}
+
+/// Whether a chain ends in `output()`: the pipeline is then read as a
+/// stream.
+fn has_output(graph: &Graph) -> bool {
+    graph.graph.node_indices().any(|n| {
+        matches!(&graph.node(n).ast.target, Target::Builtin { builtin, .. } if builtin.name == "output")
+    })
 }
 
 fn private_path() -> TokenStream {
@@ -1399,6 +1426,12 @@ fn stage_expr(node: &Node) -> TokenStream {
                 "for_each" if call.args.first().is_some_and(is_async_closure) => "for_each_async",
                 other => other,
             };
+            if name == "output" {
+                // The sink half of the stream `into_stream` reads, made in
+                // the setup code.
+                let sink = local("__pipeline_output", func_span);
+                return quote!(#sink);
+            }
             let func = syn::Ident::new(name, func_span);
             let private = private_path_at(func_span);
             if builtin.kind == Kind::Source {

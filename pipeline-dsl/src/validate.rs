@@ -40,6 +40,7 @@ impl Verdict {
 
 /// Builtins that cannot fail, so they have no `errors` port.
 const INFALLIBLE: &[&str] = &[
+    "output",
     "through",
     "map",
     "filter",
@@ -77,6 +78,7 @@ pub fn validate(
     for index in graph.graph.node_indices() {
         checker.node(index);
     }
+    checker.one_output();
     for edge in graph.graph.edge_references() {
         checker.edge(edge.id());
     }
@@ -102,6 +104,25 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A pipeline is read as one stream: at most one `output()`.
+    fn one_output(&mut self) {
+        let outputs: Vec<NodeIndex> = self
+            .graph
+            .graph
+            .node_indices()
+            .filter(|&n| {
+                matches!(&self.graph.node(n).ast.target, Target::Builtin { builtin, .. } if builtin.name == "output")
+            })
+            .collect();
+        for &extra in outputs.iter().skip(1) {
+            self.diagnostics.error(
+                self.graph.node(extra).ast.span(),
+                "a pipeline has one `output()`, read with `into_stream()`; merge the chains into one node that ends in `output()`, as in `out = output(); a >> out; b >> out;`",
+            );
+            self.bad.insert(extra);
+        }
+    }
+
     fn error(&mut self, node: NodeIndex, tokens: impl quote::ToTokens, message: String) {
         self.bad.insert(node);
         self.diagnostics.error_spanned(tokens, message);

@@ -10,6 +10,7 @@
 //!   when full.
 //! * [`backpressure`]: credit, rate, adaptive and pull strategies on an edge.
 //! * [`envelope`] and [`batch`]: item metadata and batches.
+//! * [`open`]: a pipeline ending in `output()`, read as a `Stream`.
 //! * [`trace`]: following an item's W3C trace context through the stages,
 //!   with a `tracing` span per item and stage ([`traced`](trace::traced)).
 //! * [`transform`] and [`io`]: the built-in stages.
@@ -42,6 +43,7 @@ pub mod graph;
 pub mod io;
 pub mod lifecycle;
 pub mod metrics;
+pub mod open;
 pub mod options;
 pub mod parallel;
 pub mod policy;
