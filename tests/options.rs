@@ -586,3 +586,26 @@ async fn a_node_parallel_option_overrides_a_stage_default() {
     assert_eq!(out.take(), (0..1_000u64).map(|x| x * 3).collect::<Vec<_>>());
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_default_parallel_runs_every_transform_on_workers_in_order() {
+    let out = Collected::new();
+    let report = pipeline! {
+        #![parallel = 2]
+        #![ordered]
+        iter(0..20_000u64) >> map(|x| x * 2) >> filter(|x: &u64| !x.is_multiple_of(3)) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(
+        out.take(),
+        (0..20_000u64)
+            .map(|x| x * 2)
+            .filter(|x| !x.is_multiple_of(3))
+            .collect::<Vec<_>>()
+    );
+    // Each transform read from an edge of its own, for its workers.
+    assert!(report.edge("map", "filter").is_some(), "{report}");
+    assert!(report.is_balanced(), "{report}");
+}

@@ -223,7 +223,8 @@ impl<'a> Wiring<'a> {
             let needs_edge = verdict
                 .node_options
                 .get(node.index())
-                .is_some_and(|o| o.needs_edge());
+                .is_some_and(|o| o.needs_edge())
+                || runs_on_workers(graph, verdict, node);
             if needs_edge && !inputs.is_empty() {
                 return true;
             }
@@ -749,10 +750,7 @@ impl<'a> Wiring<'a> {
     }
 
     fn is_parallel(&self, node: NodeIndex) -> bool {
-        self.verdict
-            .node_options
-            .get(node.index())
-            .is_some_and(|o| o.parallel.is_some())
+        runs_on_workers(self.graph, self.verdict, node)
     }
 
     /// A `parallel` node at the head of its segment: its workers read from
@@ -1267,6 +1265,28 @@ impl<'a> Wiring<'a> {
 }
 
 /// A `GraphNode` literal, located at the line and column of `span`.
+/// Whether `node` runs on workers: its own `parallel`, or the pipeline's
+/// `#![parallel = ..]`, which applies to every transform that can run on
+/// workers (not `through`, not a source, sink, accumulator or branch).
+fn runs_on_workers(graph: &Graph, verdict: &Verdict, node: NodeIndex) -> bool {
+    if verdict
+        .node_options
+        .get(node.index())
+        .is_some_and(|o| o.parallel.is_some())
+    {
+        return true;
+    }
+    verdict.pipeline_options.parallel.is_some() && pipeline_parallel_applies(graph, node)
+}
+
+/// Whether the pipeline's `#![parallel = ..]` applies to `node`.
+pub(crate) fn pipeline_parallel_applies(graph: &Graph, node: NodeIndex) -> bool {
+    let n = graph.node(node);
+    n.kind == Kind::Transform
+        && !graph.inputs(node).is_empty()
+        && !matches!(&n.ast.target, Target::Builtin { builtin, .. } if builtin.name == "through")
+}
+
 /// The fan-outs whose branches all merge back into one node with nothing
 /// on the way that needs an edge of its own: no option on the way, no
 /// accumulator, branch or parallel stage, no bare-named stage (whose
@@ -1277,7 +1297,8 @@ fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, Diamond
         verdict
             .node_options
             .get(node.index())
-            .is_some_and(|o| o.needs_edge() || o.parallel.is_some())
+            .is_some_and(|o| o.needs_edge())
+            || runs_on_workers(graph, verdict, node)
             || matches!(
                 graph.node(node).kind,
                 Kind::Accumulator | Kind::Branch | Kind::Source

@@ -65,8 +65,10 @@ pub fn validate(
         diagnostics,
         bad: HashSet::new(),
         node_options: vec![Options::default(); graph.graph.node_count()],
+        pipeline_parallel: false,
     };
     let pipeline_options = options::parse_attributes(options, checker.diagnostics);
+    checker.pipeline_parallel = pipeline_options.parallel.is_some();
     checker.pipeline_options_fit(&pipeline_options);
     if graph.graph.node_count() == 0 && checker.diagnostics.is_empty() {
         checker.diagnostics.error(
@@ -101,6 +103,8 @@ struct Checker<'a> {
     diagnostics: &'a mut Diagnostics,
     bad: HashSet<NodeIndex>,
     node_options: Vec<Options>,
+    /// Whether the pipeline sets `#![parallel = ..]`.
+    pipeline_parallel: bool,
 }
 
 impl Checker<'_> {
@@ -275,6 +279,7 @@ impl Checker<'_> {
         let node = graph.node(index);
         let shown = node.binding_or_name();
         let takes_input = !graph.inputs(index).is_empty();
+        let self_pipeline_parallel = self.pipeline_parallel;
         let builtin = match &node.ast.target {
             Target::Builtin { builtin, .. } => Some(builtin.name),
             _ => None,
@@ -297,7 +302,11 @@ impl Checker<'_> {
                         node.kind.described()
                     ))
                 }
-                "ordered" | "unordered" | "by_key" if node_options.parallel.is_none() => {
+                "ordered" | "unordered" | "by_key"
+                    if node_options.parallel.is_none()
+                        && !(self_pipeline_parallel
+                            && crate::codegen::pipeline_parallel_applies(graph, index)) =>
+                {
                     Some(format!(
                         "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"
                     ))
@@ -355,18 +364,24 @@ impl Checker<'_> {
         }
     }
 
-    /// Workers and their ordering belong to one node: as a pipeline
-    /// default they would give no node workers, only an ordering.
+    /// `#![parallel = ..]` runs every transform on workers, and an ordering
+    /// orders them; a key is one node's items', so `by_key` is set on the
+    /// node.
     fn pipeline_options_fit(&mut self, pipeline_options: &Options) {
         for (key, span) in pipeline_options.keys() {
-            if matches!(key, "parallel" | "ordered" | "unordered" | "by_key") {
-                self.diagnostics.error(
-                    span,
-                    format!(
-                        "`{key}` runs one node's workers, so it is set on that node, \
-                         as in `#[{key} ..] name`, not for the whole pipeline"
-                    ),
-                );
+            let problem = match key {
+                "by_key" => Some(
+                    "`by_key` names a key of one node's items, so it is set on that node, \
+                     as in `#[by_key(|item: &T| key)] name`, not for the whole pipeline"
+                        .to_owned(),
+                ),
+                "ordered" | "unordered" if pipeline_options.parallel.is_none() => Some(format!(
+                    "`{key}` orders the outputs of parallel workers; add `#![parallel = N]` before it, or remove `{key}`"
+                )),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                self.diagnostics.error(span, problem);
             }
         }
     }
