@@ -372,8 +372,6 @@ async fn a_fan_out_that_merges_back_is_fused_and_counts_every_branch() {
     assert_eq!(report.edge("xs", "all").unwrap().sent, 1_000, "{report}");
     assert_eq!(report.edge("filter", "all").unwrap().sent, 500, "{report}");
     assert_eq!(report.edge("map", "all").unwrap().sent, 1_000, "{report}");
-    // Nothing crossed a channel: every edge reports no queue.
-    assert!(report.edges.iter().all(|e| e.queued == 0), "{report}");
     assert!(report.is_balanced(), "{report}");
 }
 
