@@ -446,7 +446,7 @@ pub fn merge_edge_stats(from: &Arc<StageStats>, to: &'static str) -> Arc<EdgeSta
 
 // Diamonds: a fan-out whose branches all merge back into one node, fused.
 
-pub use pipeline_runtime::fan::{Diamond, DiamondOf, Feed};
+pub use pipeline_runtime::fan::{DiamondOf, Feed};
 
 /// The head of a diamond's branch after `chain`.
 pub fn feed<A: Outputs>(_: &A) -> Feed<A::Out> {
@@ -476,10 +476,10 @@ where
     A::Out: FanOut,
     B: Outputs,
 {
-    DiamondOf::new(Diamond::new(chain, branches))
+    DiamondOf::new(chain, branches)
 }
 
-pub use pipeline_runtime::channel::edge_with;
+pub use pipeline_runtime::channel::edge_for;
 
 /// The head of a chain fed by an edge.
 pub fn inlet<T>(rx: pipeline_runtime::channel::EdgeReceiver<T>, chunk: usize) -> Inlet<T> {
@@ -1189,24 +1189,13 @@ pub trait ParallelByDefault<In>: Stage<In> + Clone + Send + 'static {
     /// Spawns one of the stage's workers.
     fn spawn_worker(
         worker: Worker<In, pipeline_runtime::parallel::Clones<Self>, Self::Out, Self::Error>,
-    ) -> tokio_handle::JoinHandle<Result<(), Error>>;
+    ) -> JoinHandle<Result<(), Error>>;
 
     /// `by_key(f)`: the hash of an item's key, if the defaults order by key.
     const KEY: Option<fn(&In) -> u64> = None;
 }
 
-/// Re-exported for the signatures `#[stage]` writes.
-pub mod tokio_handle {
-    pub use pipeline_runtime::parallel::JoinHandle;
-}
-
-/// The hash `by_key` orders by: the same for equal keys in every run.
-pub fn key_hash<K: std::hash::Hash>(key: K) -> u64 {
-    use std::hash::{DefaultHasher, Hasher};
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
+pub use pipeline_runtime::parallel::{JoinHandle, key_hash};
 
 /// Attaches a stage that runs on workers by default ...
 pub trait AttachOnWorkers<S> {
@@ -1289,8 +1278,8 @@ impl<S: WorksInParallel> AttachOnWorkers<S> for DefaultsOf<S> {
         let parallelism = options.parallel.unwrap_or(options::Parallelism::Fixed(1));
         let stages = pipeline_runtime::parallel::clones(stage);
         let head = match (options.ordering, S::KEY) {
-            (Some(options::Ordering::ByKey) | None, Some(key)) => {
-                ParallelHead::by_key(rx, stages, S::spawn_worker, parallelism, key, stats, chunk)
+            (Some(options::Ordering::ByKey) | None, Some(hash)) => {
+                ParallelHead::by_hash(rx, stages, S::spawn_worker, parallelism, hash, stats, chunk)
             }
             (ordering, _) => ParallelHead::new(
                 rx,

@@ -435,15 +435,7 @@ impl<'a> Wiring<'a> {
             let rx = self.receiver_var(inlet);
             let options = self.options_of(inlet);
             code.extend(quote! {
-                let (#tx, #rx) = {
-                    let options: #private::options::StageOptions = #options;
-                    #private::edge_with(
-                        options.buffer.unwrap_or(#private::DEFAULT_BUFFER),
-                        #private::DEFAULT_CHUNK,
-                        options.on_full(),
-                        options.backpressure,
-                    )
-                };
+                let (#tx, #rx) = #private::edge_for::<_>(&#options, #private::DEFAULT_CHUNK);
             });
         }
         code

@@ -109,7 +109,7 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
                             <Self as ::pipeline::__private::Stage<#input>>::Out,
                             <Self as ::pipeline::__private::Stage<#input>>::Error,
                         >,
-                    ) -> ::pipeline::__private::tokio_handle::JoinHandle<
+                    ) -> ::pipeline::__private::JoinHandle<
                         ::core::result::Result<(), ::pipeline::__private::Error>,
                     > {
                         #spawn

@@ -132,6 +132,21 @@ pub fn edge<T>(capacity: usize, chunk: usize) -> (EdgeSender<T>, EdgeReceiver<T>
 /// The capacity, in items, of an edge whose options set no `buffer`.
 pub const DEFAULT_BUFFER: usize = 1024;
 
+/// A node's input edge as its options say: `buffer` (else
+/// [`DEFAULT_BUFFER`]), `on_full` and `backpressure`, read in chunks of up
+/// to `chunk` items.
+pub fn edge_for<T>(
+    options: &crate::options::StageOptions,
+    chunk: usize,
+) -> (EdgeSender<T>, EdgeReceiver<T>) {
+    edge_with(
+        options.buffer.unwrap_or(DEFAULT_BUFFER),
+        chunk,
+        options.on_full(),
+        options.backpressure,
+    )
+}
+
 /// Creates a batched bounded edge with the policy `on_full` and, if given, the
 /// back-pressure strategy `backpressure`.
 ///

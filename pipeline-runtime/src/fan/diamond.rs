@@ -3,7 +3,7 @@
 //! one (no option, no accumulator, no parallel stage on the way).
 //!
 //! Each branch is a chain whose head is a [`Feed`]: for every chunk the
-//! chain before the fan-out emits, the [`Diamond`] hands each branch its
+//! chain before the fan-out emits, the [`DiamondOf`] hands each branch its
 //! copy (the last branch gets the chunk itself) and pulls the branch's
 //! outputs into one chunk, branch after branch, for the merge node.
 
@@ -160,45 +160,23 @@ impl<B, R> IsLast for (B, R) {
 }
 
 /// The chain `A` (ending in a fan-out), its `branches`, and the merge of
-/// their outputs, as one chain emitting `O`.
-pub struct Diamond<A: Outputs, B> {
+/// their outputs, as one chain emitting `O`: the branches' common output,
+/// named by the caller so that the type stays well-formed even when the
+/// branches disagree, which is reported where they meet.
+pub struct DiamondOf<A: Outputs, B, O> {
     upstream: A,
     branches: B,
     chunk: Vec<A::Out>,
-}
-
-impl<A: Outputs, B> Diamond<A, B> {
-    /// `upstream`'s chunks through each of `branches`, merged.
-    pub fn new(upstream: A, branches: B) -> Self {
-        Diamond {
-            upstream,
-            branches,
-            chunk: Vec::new(),
-        }
-    }
-}
-
-impl<A: Outputs, B: fmt::Debug> fmt::Debug for Diamond<A, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Diamond")
-            .field("branches", &self.branches)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The item type a diamond emits, named by its caller (the branches'
-/// common output), so that the type stays well-formed even when the
-/// branches disagree, which is reported where they meet.
-pub struct DiamondOf<A: Outputs, B, O> {
-    diamond: Diamond<A, B>,
     _out: std::marker::PhantomData<fn() -> O>,
 }
 
 impl<A: Outputs, B, O> DiamondOf<A, B, O> {
-    /// `diamond`, emitting `O`.
-    pub fn new(diamond: Diamond<A, B>) -> Self {
+    /// `upstream`'s chunks through each of `branches`, merged.
+    pub fn new(upstream: A, branches: B) -> Self {
         DiamondOf {
-            diamond,
+            upstream,
+            branches,
+            chunk: Vec::new(),
             _out: std::marker::PhantomData,
         }
     }
@@ -210,7 +188,9 @@ impl<A: Outputs, B, O> Outputs for DiamondOf<A, B, O> {
 
 impl<A: Outputs, B: fmt::Debug, O> fmt::Debug for DiamondOf<A, B, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.diamond.fmt(f)
+        f.debug_struct("DiamondOf")
+            .field("branches", &self.branches)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,19 +202,14 @@ where
     type Out = O;
 
     async fn init(&mut self) -> Result<(), Error> {
-        self.diamond.upstream.init().await?;
-        self.diamond.branches.init().await
+        self.upstream.init().await?;
+        self.branches.init().await
     }
 
     async fn pull(&mut self, out: &mut Vec<O>, control: &Control) -> Result<Pull, Error> {
-        let Diamond {
-            upstream,
-            branches,
-            chunk,
-        } = &mut self.diamond;
-        let pull = upstream.pull(chunk, control).await?;
-        if !chunk.is_empty() {
-            branches.run(chunk, out, control).await?;
+        let pull = self.upstream.pull(&mut self.chunk, control).await?;
+        if !self.chunk.is_empty() {
+            self.branches.run(&mut self.chunk, out, control).await?;
         }
         Ok(pull)
     }
@@ -242,8 +217,8 @@ where
     /// Closes the chain before the fan-out, then each branch, so each sees
     /// its input end before it closes.
     async fn close(&mut self) -> Result<(), Error> {
-        let upstream = self.diamond.upstream.close().await;
-        let branches = self.diamond.branches.close().await;
+        let upstream = self.upstream.close().await;
+        let branches = self.branches.close().await;
         upstream.and(branches)
     }
 }

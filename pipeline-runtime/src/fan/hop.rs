@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use crate::chain::{Chain, Outputs};
-use crate::channel::{DEFAULT_BUFFER, EdgeReceiver, edge_with};
+use crate::channel::{EdgeReceiver, edge_for};
 use crate::error::Error;
 use crate::fan::{Broadcast, Output};
 use crate::lifecycle::Control;
@@ -55,12 +55,7 @@ pub fn hop_edge<T>(
     chunk: usize,
     stats: &Arc<EdgeStats>,
 ) -> (Broadcast<T>, EdgeReceiver<T>) {
-    let (tx, rx) = edge_with(
-        options.buffer.unwrap_or(DEFAULT_BUFFER),
-        chunk,
-        options.on_full(),
-        options.backpressure,
-    );
+    let (tx, rx) = edge_for(options, chunk);
     stats.mark_hop();
     (Broadcast::single(Output::new(tx, Arc::clone(stats))), rx)
 }

@@ -18,7 +18,7 @@ mod inlet;
 mod outlet;
 mod route;
 
-pub use diamond::{Branches, Diamond, DiamondOf, Feed, IsLast};
+pub use diamond::{Branches, DiamondOf, Feed, IsLast};
 pub use errors::{CloneInto, ErrorsPort, FailureRoute, LogFailures, clone_into};
 pub use hop::{Hopped, hop_edge};
 pub use inlet::Inlet;

@@ -25,6 +25,12 @@ use crate::policy::run::SharedBreaker;
 use crate::policy::{self, CircuitBreaker, Settle};
 use crate::stage::{Failed, Pull, Stage, StageContext, StageError};
 
+/// The hash `by_key` sends an item's key to a worker by: the same for
+/// equal keys in every run.
+pub fn key_hash<K: Hash>(key: K) -> u64 {
+    FixedState::with_seed(0).hash_one(key)
+}
+
 /// A key function, hashed.
 type KeyHash<In> = Box<dyn Fn(&In) -> u64 + Send + Sync>;
 
@@ -244,8 +250,33 @@ where
         K: Fn(&In) -> H + Send + Sync + 'static,
         H: Hash,
     {
-        let hasher = FixedState::with_seed(0);
-        let key: KeyHash<In> = Box::new(move |item| hasher.hash_one(key(item)));
+        ParallelHead::by_hash(
+            rx,
+            stages,
+            spawn,
+            parallelism,
+            move |item| key_hash(key(item)),
+            stats,
+            chunk,
+        )
+    }
+
+    /// Like [`by_key`](Self::by_key), given the key's hash rather than the
+    /// key: for a key function that hashes with [`key_hash`] itself, so
+    /// that nothing hashes twice.
+    pub fn by_hash<K>(
+        rx: EdgeReceiver<In>,
+        stages: M,
+        spawn: Spawn<In, M, O, E>,
+        parallelism: Parallelism,
+        hash: K,
+        stats: Arc<StageStats>,
+        chunk: usize,
+    ) -> Self
+    where
+        K: Fn(&In) -> u64 + Send + Sync + 'static,
+    {
+        let key: KeyHash<In> = Box::new(hash);
         ParallelHead {
             core: Core::new(
                 rx,

@@ -123,7 +123,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use head::ParallelHead;
+pub use head::{ParallelHead, key_hash};
 pub use limit::AimdLimit;
 pub use worker::{Clones, Factory, Prototype, Spawn, Worker, clones, factory, spawn};
 
