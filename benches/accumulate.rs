@@ -24,16 +24,18 @@
 //!   fresh `Vec` (as the runtime does) and puts a new one with room for 100
 //!   in its place;
 //! * the library is `iter(items) >> accumulate(key = .., max_items = 100) >>
-//!   for_each(..)` on a current-thread tokio runtime. The accumulate node
-//!   reads from a batched edge (it always heads a chain of its own, so that
-//!   it can wake at its deadlines), and that hop is part of what is measured;
-//! * diagnostic rows, not targets, each the baseline with one thing the
-//!   `pipeline!` does on top: map entries the size of the runtime's, with a
-//!   byte total added per item (`hand_written_runtime_entries`); the input
-//!   copied into chunks of 512 before it is grouped, as the source and the
-//!   edge into the accumulation do (`hand_written_in_chunks`); and the
-//!   `pipeline!` with a larger edge (`#[buffer = 16384]`) to show what
-//!   the default edge of 1024 items (two chunks) costs.
+//!   for_each(..)` on a current-thread tokio runtime. With no deadline to
+//!   wake for (no `max_latency`, no `ttl`), the accumulate node is fused
+//!   into the source's chain and pulls it directly, in chunks of
+//!   `ACCUMULATE_CHUNK` (4,096) items, with no edge between them;
+//! * diagnostic rows, not targets: the baseline with map entries of 40
+//!   bytes, a byte total added to per item, as the runtime's are when it
+//!   keeps one (with `max_bytes` or a `size` function; 32 bytes here,
+//!   as the baseline's) (`hand_written_runtime_entries`); the baseline
+//!   reading its input copied into chunks, of 512 items (`DEFAULT_CHUNK`)
+//!   and of 4,096 (`ACCUMULATE_CHUNK`), as the `pipeline!`'s source does
+//!   (`hand_written_in_chunks`); and the `pipeline!` with an edge into the
+//!   accumulation (`#[buffer = 16384]`), as it was before it was fused.
 //!
 //! The consumer folds each batch into an order-sensitive digest; each run's
 //! digest, batch count and item count are checked against the baseline's,
@@ -64,7 +66,7 @@ const BATCH: usize = 100;
 
 /// Timed rounds, each running every variant once; each variant's best run
 /// is reported (interference on a shared machine only ever adds time).
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// The ratio to the baseline that `pipeline!` should stay within.
 const TARGET: f64 = 1.2;
@@ -146,12 +148,12 @@ fn hand_written(items: Vec<Item>) -> Outcome {
 }
 
 /// A diagnostic, not a target: the baseline with map entries the size of
-/// the runtime's for this workload (40 bytes: a `u32` key, the state's
-/// 4-byte open-order number in the room the key leaves, the `Vec` and a
-/// `u64` byte total), adding each item's size to the total as the runtime
-/// does. It shows how much of the gap to the baseline is the footprint and
-/// the per-item work of the runtime's per-key state rather than the
-/// plumbing around it.
+/// the runtime's when it keeps a byte total per batch (with `max_bytes` or
+/// a `size` function; 40 bytes: a `u32` key, the state's 4-byte
+/// open-order number in the room the key leaves, the `Vec` and a `u64`
+/// byte total), adding each item's size to the total as the runtime does.
+/// Without them, as here, the runtime's entries are 32 bytes, as the
+/// baseline's: this row shows what the byte total would cost.
 fn hand_written_runtime_entries(items: Vec<Item>) -> Outcome {
     struct Entry {
         /// The open-order number (unused here).
@@ -183,14 +185,12 @@ fn hand_written_runtime_entries(items: Vec<Item>) -> Outcome {
     outcome
 }
 
-/// The items per chunk of the pipeline's source (`DEFAULT_CHUNK`).
-const CHUNK: usize = 512;
-
 /// A diagnostic, not a target: the baseline, reading its input through
-/// chunks of 512 items, each copied out of the input into a fresh `Vec`
-/// before it is grouped, as the `pipeline!`'s source does before it hands
-/// the chunk to the edge into the accumulation (without the edge itself).
-fn hand_written_in_chunks(items: Vec<Item>) -> Outcome {
+/// chunks of `CHUNK` items, each copied out of the input into a fresh
+/// `Vec` before it is grouped, as the `pipeline!`'s source does (with
+/// 4,096, `ACCUMULATE_CHUNK`; 512, `DEFAULT_CHUNK`, is what it read before
+/// the accumulation was fused).
+fn hand_written_in_chunks<const CHUNK: usize>(items: Vec<Item>) -> Outcome {
     let mut open: HashMap<u32, Vec<Item>, foldhash::fast::RandomState> = HashMap::default();
     let mut outcome = Outcome::default();
     let mut input = items.into_iter();
@@ -238,7 +238,8 @@ fn with_pipeline(rt: &Runtime, items: Vec<Item>) -> Outcome {
 }
 
 /// A diagnostic, not a target: [`with_pipeline`] with an edge into the
-/// accumulation of 16,384 items (32 chunks) rather than the default 1,024.
+/// accumulation (of 16,384 items), which it reads from rather than pulling
+/// the source itself.
 fn with_pipeline_wide_edge(rt: &Runtime, items: Vec<Item>) -> Outcome {
     use pipeline::pipeline;
     let mut outcome = Outcome::default();
@@ -338,14 +339,19 @@ fn main() {
             hand_written,
         ),
         Variant::new(
-            "hand-written, runtime's 40-byte entries",
+            "hand-written, 40-byte entries",
             "diagnostic",
             hand_written_runtime_entries,
         ),
         Variant::new(
             "hand-written, input in chunks of 512",
             "diagnostic",
-            hand_written_in_chunks,
+            hand_written_in_chunks::<512>,
+        ),
+        Variant::new(
+            "hand-written, input in chunks of 4096",
+            "diagnostic",
+            hand_written_in_chunks::<4096>,
         ),
         Variant::new(
             "pipeline! accumulate(key, max_items)",

@@ -687,7 +687,8 @@ where
 // edge, so that it can wake on its deadlines when no input arrives.
 
 pub use pipeline_runtime::accumulate::{
-    AccumulateHead, Accumulator, Policy as AccumulatePolicy, SpillPolicy, Unfinished,
+    ACCUMULATE_CHUNK, AccumulateHead, Accumulator, NoSpill, Policy as AccumulatePolicy, Pulled,
+    SpillPolicy, Unfinished,
 };
 pub use std::time::Duration;
 
@@ -750,11 +751,93 @@ where
     AccumulateHead::spilling(rx, accumulator, size, policy, stats, chunk)
 }
 
+// An accumulate node without deadlines (no `max_latency`, no `ttl`) is
+// fused after the chain before it: it pulls that chain itself.
+
+/// `accumulate(key = f, ..)` fused after a chain emitting `T`.
+pub fn batch_by_after<C, K, F>(
+    _: &C,
+    key: F,
+) -> Unknown<K, pipeline_runtime::accumulate::BatchBy<F>>
+where
+    C: Outputs,
+    F: FnMut(&C::Out) -> K,
+    K: std::hash::Hash + Eq + Clone,
+{
+    pipeline_runtime::accumulate::batch_by::<C::Out, K, F>(key)
+}
+
+/// `batch(..)` fused after a chain emitting `T`.
+pub fn batch_all_after<C: Outputs>(_: &C) -> pipeline_runtime::accumulate::BatchBy<fn(&C::Out)> {
+    pipeline_runtime::accumulate::batch::<C::Out>()
+}
+
+/// An accumulate node fused after `upstream`, keeping its state in memory.
+#[allow(clippy::type_complexity)]
+pub fn accumulate_after<C, A, S>(
+    upstream: C,
+    accumulator: A,
+    size: S,
+    policy: AccumulatePolicy,
+    stats: Arc<StageStats>,
+    chunk: usize,
+) -> Unknown<<A as Accumulator<C::Out>>::Out, AccumulateHead<C::Out, A, S, NoSpill, Pulled<C>>>
+where
+    C: Chain,
+    A: Accumulator<C::Out>,
+    S: FnMut(&C::Out) -> u64,
+{
+    AccumulateHead::new(
+        Pulled::new(upstream),
+        accumulator,
+        size,
+        policy,
+        stats,
+        chunk,
+    )
+}
+
+/// An accumulate node fused after `upstream`, with `spill`.
+#[allow(clippy::type_complexity)]
+pub fn accumulate_spilling_after<C, A, S>(
+    upstream: C,
+    accumulator: A,
+    size: S,
+    policy: AccumulatePolicy,
+    stats: Arc<StageStats>,
+    chunk: usize,
+) -> Unknown<
+    <A as Accumulator<C::Out>>::Out,
+    AccumulateHead<
+        C::Out,
+        A,
+        S,
+        pipeline_runtime::accumulate::DiskSpill<A::Key, A::State>,
+        Pulled<C>,
+    >,
+>
+where
+    C: Chain,
+    A: Accumulator<C::Out>,
+    A::Key: pipeline_runtime::accumulate::Spill,
+    A::State: pipeline_runtime::accumulate::Spill,
+    S: FnMut(&C::Out) -> u64,
+{
+    AccumulateHead::spilling(
+        Pulled::new(upstream),
+        accumulator,
+        size,
+        policy,
+        stats,
+        chunk,
+    )
+}
+
 /// Connects an accumulate node's `errors` port.
-pub fn accumulate_errors<T, A, S, P>(
-    head: AccumulateHead<T, A, S, P>,
+pub fn accumulate_errors<T, A, S, P, I>(
+    head: AccumulateHead<T, A, S, P, I>,
     errors: Broadcast<Unfinished<A::Key, A::Out>>,
-) -> AccumulateHead<T, A, S, P>
+) -> AccumulateHead<T, A, S, P, I>
 where
     A: Accumulator<T>,
 {
@@ -843,6 +926,49 @@ impl<T> MeasureSize for &Measure<'_, T> {
         std::mem::size_of::<T>() as u64
     }
 }
+
+/// How a built-in batch keeps its byte total when neither `size` nor
+/// `max_bytes` is given, picked like [`Measure`]: a sum for items with
+/// [`ItemBytes`] (`(&tally(..)).tally(acc)` finds [`TallyBytes`] first),
+/// nothing for the others, which all weigh their in-memory size
+/// ([`TallyFixed`]; a smaller state per key).
+pub struct TallyOf<T>(PhantomData<fn() -> T>);
+
+/// The tally of the items on an edge.
+pub fn tally<T>(_: &pipeline_runtime::channel::EdgeReceiver<T>) -> TallyOf<T> {
+    TallyOf(PhantomData)
+}
+
+/// The tally of the items a chain emits.
+pub fn tally_after<C: Outputs>(_: &C) -> TallyOf<C::Out> {
+    TallyOf(PhantomData)
+}
+
+/// Keeps a byte total: the items measure themselves.
+pub trait TallyBytes {
+    /// `acc`, summing sizes.
+    fn tally<F>(
+        &self,
+        acc: pipeline_runtime::accumulate::BatchBy<F>,
+    ) -> pipeline_runtime::accumulate::BatchBy<F> {
+        acc
+    }
+}
+
+impl<T: ItemBytes> TallyBytes for TallyOf<T> {}
+
+/// Keeps no byte total: every item weighs its in-memory size.
+pub trait TallyFixed {
+    /// `acc`, with [`FixedSize`](pipeline_runtime::accumulate::FixedSize).
+    fn tally<F>(
+        &self,
+        acc: pipeline_runtime::accumulate::BatchBy<F>,
+    ) -> pipeline_runtime::accumulate::BatchBy<F, pipeline_runtime::accumulate::FixedSize> {
+        acc.with_fixed_size()
+    }
+}
+
+impl<T> TallyFixed for &TallyOf<T> {}
 
 // Execution options.
 

@@ -307,3 +307,95 @@ async fn inspect_shows_what_an_accumulator_holds_while_it_runs() {
     );
     assert!(report.stopped);
 }
+
+/// Fails every item from 50 on.
+#[stage]
+fn below_fifty(x: u64) -> Result<u64, String> {
+    if x < 50 {
+        Ok(x)
+    } else {
+        Err(format!("{x} is too big"))
+    }
+}
+
+/// Waits for a run that fails with an item under `on_error = fail`, and
+/// checks that the accumulation `grouped` let go of every item it took
+/// before the failure (items 0 to 49), in batches, holding nothing.
+async fn fails_after_letting_go_of_fifty_items(
+    handle: pipeline::PipelineHandle,
+    batches: Collected<Batch<u64, u64>>,
+) {
+    while !handle.is_finished() {
+        tokio::task::yield_now().await;
+    }
+    let grouped = handle.inspect("grouped").unwrap();
+    let error = handle.join().await.unwrap_err();
+    assert!(
+        matches!(error, pipeline::Error::ItemFailed { .. }),
+        "{error}"
+    );
+    let mut items: Vec<u64> = batches
+        .take()
+        .into_iter()
+        .flat_map(|b| b.into_items())
+        .collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        (0..50).collect::<Vec<_>>(),
+        "every item taken before the failure is in a batch"
+    );
+    assert_eq!((grouped.items_in, grouped.passed), (50, 50));
+    assert_eq!(grouped.accumulator.unwrap().items_held, 0);
+}
+
+#[tokio::test]
+async fn an_accumulation_after_a_stage_that_fails_the_run_still_lets_go_of_its_open_batches() {
+    // No `max_latency`/`ttl`: the accumulation pulls `below_fifty` itself,
+    // in the same chain; the failure stops the source, and the chain ends.
+    let batches = Collected::new();
+    let handle = pipeline! {
+        grouped = iter(0..1_000u64)
+            >> #[on_error = fail] below_fifty
+            >> accumulate(key = |x: &u64| x % 3, max_items = 1_000);
+        grouped >> collect(&batches);
+    }
+    .spawn();
+    fails_after_letting_go_of_fifty_items(handle, batches).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accumulation_after_parallel_workers_that_fail_the_run_still_lets_go_of_its_open_batches()
+ {
+    // The accumulation pulls the workers' head in the same chain: when a
+    // worker fails an item, the source stops and the accumulation must
+    // still let go of what it took, as it would at the end of an edge.
+    let batches = Collected::new();
+    let handle = pipeline! {
+        grouped = iter(0..1_000u64)
+            >> #[parallel = 2] #[ordered] #[on_error = fail] below_fifty
+            >> accumulate(key = |x: &u64| x % 3, max_items = 1_000);
+        grouped >> collect(&batches);
+    }
+    .spawn();
+    fails_after_letting_go_of_fifty_items(handle, batches).await;
+}
+
+#[tokio::test]
+async fn batch_byte_totals_without_max_bytes_are_string_lengths_or_in_memory_sizes() {
+    let words = Collected::new();
+    let numbers = Collected::new();
+    pipeline! {
+        iter(["a", "bb", "ccc"].map(String::from)) >> batch(max_items = 10) >> collect(&words);
+        iter(0..5u64) >> batch(max_items = 10) >> collect(&numbers);
+    }
+    .run()
+    .await
+    .unwrap();
+    let words = words.take();
+    assert_eq!(words.len(), 1);
+    assert_eq!(words[0].total_bytes(), 1 + 2 + 3);
+    let numbers = numbers.take();
+    assert_eq!(numbers.len(), 1);
+    assert_eq!(numbers[0].total_bytes(), 5 * 8);
+}

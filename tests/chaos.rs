@@ -1627,58 +1627,68 @@ fn per_key_order(what: &str, got: &[Item], model: &[Item]) -> Result<(), String>
     Ok(())
 }
 
-chaos_test!(accumulate_latency, |case, probe| {
-    let read = Arc::new(AtomicU64::new(0));
-    let got = received();
-    let failed_items = Arc::new(AtomicU64::new(0));
-    let g1 = probe.guard();
-    let handle = pipeline! {
-        stream(source(case.items.clone(), case.gaps.clone(), Arc::clone(&read), probe.guard()))
-            >> check
-            >> accumulate(key = move |item: &Item| { let _ = &g1; key_fault(item) }, max_items = 4, max_latency = 20ms)
-            >> BatchSink { slot: S_SINK, got: Arc::clone(&got), failed_items: Arc::clone(&failed_items), _guard: probe.guard() };
-    }
-    .spawn();
-    let o = drive(&case, &probe, handle).await?;
-    let fail = |e: String| format!("{e}\n{}", o.table());
-    check_common(&case, &o, false).map_err(fail)?;
-    let items = batches_ok("batches", &taken(&got), 4).map_err(fail)?;
-    let read_items = read_prefix(&case.items, &read);
-    let model: Vec<Item> = read_items
-        .iter()
-        .filter(|i| i.survives(&[S_CHECK, S_KEY]))
-        .copied()
-        .collect();
-    subset("batched items", &items, &model).map_err(fail)?;
-    per_key_order("batched items", &items, &model).map_err(fail)?;
-    if o.aborted() {
-        return Ok(());
-    }
-    let acc = o.state("accumulate");
-    let failed_items = failed_items.load(Ordering::SeqCst);
-    if acc.passed != items.len() as u64 + failed_items {
-        return Err(fail(format!(
-            "`accumulate` passed {} items, the sink took {} and failed {failed_items}",
-            acc.passed,
-            items.len()
-        )));
-    }
-    conserve(
-        "batches",
-        read.load(Ordering::SeqCst),
-        &[
-            ("check", o.lost("check")),
-            ("accumulate", o.lost("accumulate")),
-            ("failed batches", failed_items),
-        ],
-        items.len() as u64,
-    )
-    .map_err(fail)?;
-    if exact(&case, &probe, &o, true) {
-        same_set("batched items", &items, &model).map_err(fail)?;
-    }
-    Ok(())
-});
+// Accumulate after `check`: with `max_latency`, the accumulation reads
+// from an edge and wakes at its deadlines; without it, it is fused into
+// the chain before it and pulls `check` itself.
+macro_rules! accumulate_chained {
+    ($test:ident, $($latency:tt)*) => {
+        chaos_test!($test, |case, probe| {
+            let read = Arc::new(AtomicU64::new(0));
+            let got = received();
+            let failed_items = Arc::new(AtomicU64::new(0));
+            let g1 = probe.guard();
+            let handle = pipeline! {
+                stream(source(case.items.clone(), case.gaps.clone(), Arc::clone(&read), probe.guard()))
+                    >> check
+                    >> accumulate(key = move |item: &Item| { let _ = &g1; key_fault(item) }, max_items = 4 $($latency)*)
+                    >> BatchSink { slot: S_SINK, got: Arc::clone(&got), failed_items: Arc::clone(&failed_items), _guard: probe.guard() };
+            }
+            .spawn();
+            let o = drive(&case, &probe, handle).await?;
+            let fail = |e: String| format!("{e}\n{}", o.table());
+            check_common(&case, &o, false).map_err(fail)?;
+            let items = batches_ok("batches", &taken(&got), 4).map_err(fail)?;
+            let read_items = read_prefix(&case.items, &read);
+            let model: Vec<Item> = read_items
+                .iter()
+                .filter(|i| i.survives(&[S_CHECK, S_KEY]))
+                .copied()
+                .collect();
+            subset("batched items", &items, &model).map_err(fail)?;
+            per_key_order("batched items", &items, &model).map_err(fail)?;
+            if o.aborted() {
+                return Ok(());
+            }
+            let acc = o.state("accumulate");
+            let failed_items = failed_items.load(Ordering::SeqCst);
+            if acc.passed != items.len() as u64 + failed_items {
+                return Err(fail(format!(
+                    "`accumulate` passed {} items, the sink took {} and failed {failed_items}",
+                    acc.passed,
+                    items.len()
+                )));
+            }
+            conserve(
+                "batches",
+                read.load(Ordering::SeqCst),
+                &[
+                    ("check", o.lost("check")),
+                    ("accumulate", o.lost("accumulate")),
+                    ("failed batches", failed_items),
+                ],
+                items.len() as u64,
+            )
+            .map_err(fail)?;
+            if exact(&case, &probe, &o, true) {
+                same_set("batched items", &items, &model).map_err(fail)?;
+            }
+            Ok(())
+        });
+    };
+}
+
+accumulate_chained!(accumulate_latency, , max_latency = 20ms);
+accumulate_chained!(accumulate_fused,);
 
 macro_rules! accumulate_ttl {
     ($test:ident, $on_full:ident, $lossless:expr) => {

@@ -228,9 +228,12 @@ impl<'a> Wiring<'a> {
             if needs_edge && !inputs.is_empty() {
                 return true;
             }
-            // An accumulator wakes on its own deadlines, so it always reads
-            // from an edge rather than being called by its upstream.
-            if graph.node(node).kind == Kind::Accumulator && !inputs.is_empty() {
+            // An accumulator with deadlines wakes on them, so it reads from
+            // an edge rather than pulling its upstream; one without is fused.
+            if graph.node(node).kind == Kind::Accumulator
+                && !inputs.is_empty()
+                && has_deadlines(graph, node)
+            {
                 return true;
             }
             match inputs.as_slice() {
@@ -476,7 +479,7 @@ impl<'a> Wiring<'a> {
         if segment.inlet {
             let head = segment.nodes[0];
             if graph.node(head).kind == Kind::Accumulator {
-                code.extend(self.accumulate_code(head));
+                code.extend(self.accumulate_code(head, Intake::Edge));
                 stages = &stages[1..];
             } else if self.is_parallel(head) {
                 code.extend(
@@ -486,8 +489,9 @@ impl<'a> Wiring<'a> {
             } else {
                 let rx = self.receiver_var(head);
                 let private = private_path();
+                let chunk = self.chunk_of(head);
                 code.extend(quote! {
-                    let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
+                    let #chain = #private::inlet(#rx, #chunk);
                 });
             }
         } else {
@@ -581,7 +585,7 @@ impl<'a> Wiring<'a> {
             if !verdict.ok(head) {
                 return (TokenStream::new(), nodes);
             }
-            code.extend(self.accumulate_code(head));
+            code.extend(self.accumulate_code(head, Intake::Edge));
             nodes.push(head);
             stages = &stages[1..];
         } else if segment.inlet && self.is_parallel(head) {
@@ -594,8 +598,9 @@ impl<'a> Wiring<'a> {
         } else if segment.inlet {
             let rx = self.receiver_var(head);
             let private = private_path();
+            let chunk = self.chunk_of(head);
             code.extend(quote! {
-                let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
+                let #chain = #private::inlet(#rx, #chunk);
             });
         } else {
             if !verdict.ok(head) {
@@ -629,10 +634,10 @@ impl<'a> Wiring<'a> {
         (code, nodes)
     }
 
-    /// An accumulate node at the head of its segment: the accumulator, its
-    /// policy (checked and converted at compile time), and its `errors`
-    /// port if connected.
-    fn accumulate_code(&self, node: NodeIndex) -> TokenStream {
+    /// An accumulate node, at the head of its segment or fused after the
+    /// chain before it: the accumulator, its policy (checked and converted
+    /// at compile time), and its `errors` port if connected.
+    fn accumulate_code(&self, node: NodeIndex, intake: Intake) -> TokenStream {
         let graph = self.graph;
         let ast = &graph.node(node).ast;
         let Target::Builtin { builtin, call } = &ast.target else {
@@ -650,14 +655,21 @@ impl<'a> Wiring<'a> {
         let private = private_path();
         let chain = local("__pipeline_chain", span);
         let accumulator = local("__pipeline_accumulator", span);
-        let rx = local(&self.receiver_var(node).to_string(), span);
+        // What the accumulation reads: its edge, or the chain before it.
+        let (input, suffix) = match intake {
+            Intake::Edge => (local(&self.receiver_var(node).to_string(), span), ""),
+            Intake::Chain => (chain.clone(), "_after"),
+        };
+        let named = |name: &str| syn::Ident::new(&format!("{name}{suffix}"), here);
         let stats = local(&self.stats_var(node).to_string(), span);
         let collector = match &spec.collector {
             crate::accumulate::Collector::Key(key) => {
-                quote_spanned!(here=> #private_here::batch_by(&#rx, #key))
+                let function = named("batch_by");
+                quote_spanned!(here=> #private_here::#function(&#input, #key))
             }
             crate::accumulate::Collector::Unkeyed => {
-                quote_spanned!(here=> #private_here::batch_all(&#rx))
+                let function = named("batch_all");
+                quote_spanned!(here=> #private_here::#function(&#input))
             }
             crate::accumulate::Collector::Value(value) => quote!(#value),
         };
@@ -705,20 +717,32 @@ impl<'a> Wiring<'a> {
                 };
                 (
                     quote!(::std::option::Option::Some(#private::SpillPolicy { max_memory: #max_memory, dir: #dir })),
-                    quote_spanned!(here=> accumulate_spilling),
+                    named("accumulate_spilling"),
                 )
             }
-            None => (
-                quote!(::std::option::Option::None),
-                quote_spanned!(here=> accumulate),
-            ),
+            None => (quote!(::std::option::Option::None), named("accumulate")),
         };
         let mut code = quote! {
             let #accumulator = #collector;
         };
+        if spec.size.is_none()
+            && spec.max_bytes.is_none()
+            && !matches!(spec.collector, crate::accumulate::Collector::Value(_))
+        {
+            // Items measured by their in-memory size all weigh the same:
+            // their batches need not keep a byte total.
+            let function = named("tally");
+            code.extend(quote! {
+                let #accumulator = {
+                    #[allow(unused_imports)]
+                    use #private::{TallyBytes as _, TallyFixed as _};
+                    (&#private::#function(&#input)).tally(#accumulator)
+                };
+            });
+        }
         code.extend(quote_spanned! {here=>
             let #chain = #private_here::#function(
-                #rx,
+                #input,
                 #accumulator,
                 #size,
                 #private::AccumulatePolicy {
@@ -965,15 +989,36 @@ impl<'a> Wiring<'a> {
         let chain = local("__pipeline_chain", span);
         let stats = local(&self.stats_var(node).to_string(), span);
         let expr = head_expr(self.graph.node(node));
+        let chunk = self.chunk_of(node);
         quote_spanned! {here=>
             let #source = #expr;
-            let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #private_here::DEFAULT_CHUNK);
+            let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #chunk);
+        }
+    }
+
+    /// The items per chunk that the head of `node`'s segment reads: more
+    /// when the segment ends in a fused accumulation.
+    fn chunk_of(&self, head: NodeIndex) -> TokenStream {
+        let private = private_path();
+        let accumulates = self.segment_of.get(&head).is_some_and(|&index| {
+            self.segments[index]
+                .nodes
+                .iter()
+                .any(|&node| self.graph.node(node).kind == Kind::Accumulator)
+        });
+        if accumulates {
+            quote!(#private::ACCUMULATE_CHUNK)
+        } else {
+            quote!(#private::DEFAULT_CHUNK)
         }
     }
 
     /// `chain >> node`, with the node's `errors` port if it is connected.
     fn stage_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
         let graph = self.graph;
+        if graph.node(node).kind == Kind::Accumulator {
+            return self.accumulate_code(node, Intake::Chain);
+        }
         if let Target::Builtin { builtin, call } = &graph.node(node).ast.target
             && builtin.name == "through"
         {
@@ -1284,6 +1329,28 @@ pub(crate) fn pipeline_parallel_applies(graph: &Graph, node: NodeIndex) -> bool 
 /// accumulator, branch or parallel stage, no bare-named stage (whose
 /// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
 /// see), and the merge node fed by these branches alone.
+/// Where an accumulate node's items come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// An edge of its own, at the head of a segment.
+    Edge,
+    /// The chain before it, in the same segment.
+    Chain,
+}
+
+/// Whether an accumulate node has a deadline to wake for (`max_latency`
+/// or `ttl`); one that cannot be read is assumed to.
+fn has_deadlines(graph: &Graph, node: NodeIndex) -> bool {
+    let Target::Builtin { builtin, call } = &graph.node(node).ast.target else {
+        return true;
+    };
+    let mut scratch = crate::diagnostics::Diagnostics::new();
+    match crate::accumulate::parse(call, builtin.name == "batch", &mut scratch) {
+        Some(spec) => spec.max_latency.is_some() || spec.ttl.is_some(),
+        None => true,
+    }
+}
+
 fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, DiamondPlan> {
     let own_edge = |node: NodeIndex| {
         verdict

@@ -2,8 +2,11 @@
 //! [`BatchBy`].
 
 use std::hash::Hash;
+use std::marker::PhantomData;
 
 use tokio::time::Instant;
+
+use std::fmt;
 
 use super::codec::{Spill, SpillError};
 use super::{Accumulator, Policy};
@@ -40,6 +43,11 @@ const FIRST_RESERVE: usize = 128;
 /// the first flush, so full batches are allocated once and sparse keys stay
 /// small.
 ///
+/// `N` is how a batch keeps its byte total: a `u64` sum of its items'
+/// sizes, or, for items that all weigh their in-memory size, nothing at
+/// all ([`FixedSize`], from [`with_fixed_size`](BatchBy::with_fixed_size)),
+/// which makes every open key's state 8 bytes smaller.
+///
 /// ```
 /// use pipeline_runtime::accumulate::{Accumulator, batch_by};
 ///
@@ -51,12 +59,13 @@ const FIRST_RESERVE: usize = 128;
 /// assert_eq!((batch.key(), batch.items(), batch.total_bytes()), (&1, &[3, 5][..], 8));
 /// ```
 #[derive(Debug, Clone)]
-pub struct BatchBy<F> {
+pub struct BatchBy<F, N = u64> {
     key: F,
     /// Room a new batch reserves.
     reserve: usize,
     /// The most `reserve` may become.
     cap: usize,
+    total: PhantomData<fn() -> N>,
 }
 
 /// `accumulate(key = f)`: batches items per key `f(&item)`.
@@ -68,6 +77,7 @@ where
         key,
         reserve: 0,
         cap: MAX_RESERVE,
+        total: PhantomData,
     }
 }
 
@@ -77,10 +87,11 @@ pub fn batch<T>() -> BatchBy<fn(&T)> {
         key: |_| (),
         reserve: 0,
         cap: MAX_RESERVE,
+        total: PhantomData,
     }
 }
 
-impl<F> BatchBy<F> {
+impl<F, N> BatchBy<F, N> {
     /// Makes new batches reserve room for `items` items up front (at most
     /// 4096) until the first batch is flushed; then each reserves as many as
     /// the last one flushed had. [`configure`](Accumulator::configure) sets
@@ -89,21 +100,98 @@ impl<F> BatchBy<F> {
         self.reserve = items.min(self.cap);
         self
     }
+
+    /// Keeps no byte total in each batch: every item counts as its
+    /// in-memory size, `size_of::<T>()`, so a batch's byte total is its
+    /// length times that, and a key's state is 8 bytes smaller (which
+    /// shows when there are many keys).
+    ///
+    /// Only for an accumulation that measures items with
+    /// [`default_size`](super::default_size) (no `size` function, no
+    /// `max_bytes`): it checks limits and counts bytes held with the sizes
+    /// its size function gives, and a batch's total must agree with them.
+    /// The `pipeline!` macro makes this choice itself.
+    ///
+    /// ```
+    /// use pipeline_runtime::accumulate::{Accumulator, batch_by};
+    ///
+    /// let mut by_parity = batch_by(|n: &u32| n % 2).with_fixed_size();
+    /// let mut odd = by_parity.open(&1);
+    /// by_parity.update_sized(&1, &mut odd, 3, 4);
+    /// by_parity.update_sized(&1, &mut odd, 5, 4);
+    /// let batch = by_parity.flush(1, odd).unwrap();
+    /// assert_eq!(batch.total_bytes(), 2 * 4);
+    /// ```
+    pub fn with_fixed_size(self) -> BatchBy<F, FixedSize> {
+        BatchBy {
+            key: self.key,
+            reserve: self.reserve,
+            cap: self.cap,
+            total: PhantomData,
+        }
+    }
+}
+
+/// How a [`BatchState`] keeps the byte total of its items of type `T`.
+pub trait ByteTotal<T>: Copy + Default + fmt::Debug {
+    /// Adds an item of `size` bytes.
+    fn add(&mut self, size: u64);
+
+    /// The total of a batch of `items` items.
+    fn total(&self, items: usize) -> u64;
+}
+
+/// The sum of the sizes given, whatever the items.
+impl<T> ByteTotal<T> for u64 {
+    #[inline(always)]
+    fn add(&mut self, size: u64) {
+        *self += size;
+    }
+
+    #[inline(always)]
+    fn total(&self, _: usize) -> u64 {
+        *self
+    }
+}
+
+/// A byte total that is not kept, because every item weighs its
+/// in-memory size: see [`BatchBy::with_fixed_size`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FixedSize;
+
+impl<T> ByteTotal<T> for FixedSize {
+    #[inline(always)]
+    fn add(&mut self, _: u64) {}
+
+    #[inline(always)]
+    fn total(&self, items: usize) -> u64 {
+        (items as u64).saturating_mul(size_of::<T>() as u64)
+    }
+}
+
+/// Encoded as nothing: there is nothing to keep.
+impl Spill for FixedSize {
+    fn encode(&self, _: &mut Vec<u8>) {}
+
+    fn decode(_: &mut &[u8]) -> Result<Self, SpillError> {
+        Ok(FixedSize)
+    }
 }
 
 /// The state of one key in a [`BatchBy`]: the batch being gathered, its
-/// items and their byte total.
+/// items and their byte total (`N`: a `u64`, or [`FixedSize`], kept by
+/// the length).
 ///
 /// Kept small, as an accumulation holds one per open key: the window start
 /// is not in it but kept by the accumulation, which hands it to
 /// [`flush_window`](Accumulator::flush_window).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchState<T> {
+pub struct BatchState<T, N = u64> {
     items: Vec<T>,
-    bytes: u64,
+    bytes: N,
 }
 
-impl<T> BatchState<T> {
+impl<T, N: ByteTotal<T>> BatchState<T, N> {
     /// The items gathered so far, in order.
     pub fn items(&self) -> &[T] {
         &self.items
@@ -111,17 +199,18 @@ impl<T> BatchState<T> {
 
     /// The items' sizes, summed.
     pub fn total_bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.total(self.items.len())
     }
 }
 
-impl<T, K, F> Accumulator<T> for BatchBy<F>
+impl<T, K, F, N> Accumulator<T> for BatchBy<F, N>
 where
     F: FnMut(&T) -> K,
     K: Hash + Eq + Clone,
+    N: ByteTotal<T>,
 {
     type Key = K;
-    type State = BatchState<T>;
+    type State = BatchState<T, N>;
     type Out = Batch<T, K>;
 
     #[inline]
@@ -130,22 +219,22 @@ where
     }
 
     #[inline]
-    fn open(&mut self, _: &K) -> BatchState<T> {
+    fn open(&mut self, _: &K) -> BatchState<T, N> {
         BatchState {
             items: Vec::with_capacity(self.reserve),
-            bytes: 0,
+            bytes: N::default(),
         }
     }
 
     #[inline]
-    fn update(&mut self, key: &K, state: &mut BatchState<T>, item: T) {
+    fn update(&mut self, key: &K, state: &mut BatchState<T, N>, item: T) {
         self.update_sized(key, state, item, 0);
     }
 
     #[inline]
-    fn update_sized(&mut self, _: &K, state: &mut BatchState<T>, item: T, size: u64) {
+    fn update_sized(&mut self, _: &K, state: &mut BatchState<T, N>, item: T, size: u64) {
         state.items.push(item);
-        state.bytes += size;
+        state.bytes.add(size);
     }
 
     /// A batch counts its items (its length) and their sizes (its byte
@@ -153,17 +242,17 @@ where
     const COUNTS_ITSELF: bool = true;
 
     #[inline]
-    fn held(&self, state: &BatchState<T>) -> (usize, u64) {
-        (state.items.len(), state.bytes)
+    fn held(&self, state: &BatchState<T, N>) -> (usize, u64) {
+        (state.items.len(), state.total_bytes())
     }
 
     /// The window is empty, now.
-    fn flush(&mut self, key: K, state: BatchState<T>) -> Option<Batch<T, K>> {
+    fn flush(&mut self, key: K, state: BatchState<T, N>) -> Option<Batch<T, K>> {
         self.flush_at(key, state, Instant::now())
     }
 
     /// The window is empty, at `now`.
-    fn flush_at(&mut self, key: K, state: BatchState<T>, now: Instant) -> Option<Batch<T, K>> {
+    fn flush_at(&mut self, key: K, state: BatchState<T, N>, now: Instant) -> Option<Batch<T, K>> {
         self.flush_window(key, state, now, now)
     }
 
@@ -174,18 +263,19 @@ where
     fn flush_window(
         &mut self,
         key: K,
-        state: BatchState<T>,
+        state: BatchState<T, N>,
         opened: Instant,
         now: Instant,
     ) -> Option<Batch<T, K>> {
         self.reserve = state.items.len().min(self.cap);
-        Some(Batch::new(key, state.items, opened, now, state.bytes))
+        let bytes = state.total_bytes();
+        Some(Batch::new(key, state.items, opened, now, bytes))
     }
 
     /// The state, plus the items' own size times the room the batch has
     /// for them (memory they point to is not counted).
-    fn state_bytes(&self, state: &BatchState<T>) -> usize {
-        size_of::<BatchState<T>>() + state.items.capacity() * size_of::<T>()
+    fn state_bytes(&self, state: &BatchState<T, N>) -> usize {
+        size_of::<BatchState<T, N>>() + state.items.capacity() * size_of::<T>()
     }
 
     fn configure(&mut self, policy: &Policy) {
@@ -196,9 +286,10 @@ where
     }
 }
 
-/// Encoded as its items (a `Vec<T>`) and its byte total (`u64`).
-impl<T: Spill> Spill for BatchState<T> {
-    const MIN_ENCODED_LEN: usize = 8 + 8;
+/// Encoded as its items (a `Vec<T>`) and its byte total (a `u64`, or
+/// nothing for [`FixedSize`]).
+impl<T: Spill, N: Spill> Spill for BatchState<T, N> {
+    const MIN_ENCODED_LEN: usize = 8 + N::MIN_ENCODED_LEN;
 
     fn encode(&self, out: &mut Vec<u8>) {
         self.items.encode(out);
@@ -207,7 +298,7 @@ impl<T: Spill> Spill for BatchState<T> {
 
     fn decode(input: &mut &[u8]) -> Result<Self, SpillError> {
         let items = Vec::<T>::decode(input)?;
-        let bytes = u64::decode(input)?;
+        let bytes = N::decode(input)?;
         Ok(BatchState { items, bytes })
     }
 }

@@ -1,5 +1,5 @@
 //! The engine of an accumulation: [`AccumulateHead`], the head of a chain
-//! fed by an edge.
+//! fed by an edge, or pulling the chain before it.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 use super::codec::{Spill, SpillError};
+use super::intake::Intake;
 use super::spiller::{DiskSpill, NoSpill, Spiller};
 use super::{Accumulator, Completeness, Policy, Unfinished, UnfinishedReason};
 use crate::chain::{Chain, Outputs};
@@ -1236,15 +1237,18 @@ where
     }
 }
 
-/// The head of a chain that accumulates: takes items from an edge, keeps
-/// one state per key with an [`Accumulator`], and emits the outputs that
-/// become ready (complete, flushed by a limit, by `max_latency`, expired by
-/// `ttl`).
+/// The head of a chain that accumulates: takes items from its
+/// [`Intake`], keeps one state per key with an [`Accumulator`], and emits
+/// the outputs that become ready (complete, flushed by a limit, by
+/// `max_latency`, expired by `ttl`).
 ///
-/// An accumulation must wake up at its deadlines even when no input
-/// arrives, so it always starts a chain of its own, fed by an edge: a
-/// [`pull`](Chain::pull) waits for either the next chunk of the edge or the
-/// next deadline, whichever comes first, and returns what became ready.
+/// An accumulation with deadlines (`max_latency`, `ttl`) must wake up at
+/// them even when no input arrives, so it starts a chain of its own, fed
+/// by an edge ([`EdgeReceiver`]): a [`pull`](Chain::pull) waits for either
+/// the next chunk of the edge or the next deadline, whichever comes first,
+/// and returns what became ready. One without deadlines can instead pull
+/// the chain before it directly ([`Pulled`](super::Pulled)), in the same
+/// segment, and save the edge's hop.
 ///
 /// # Time
 ///
@@ -1256,7 +1260,7 @@ where
 ///
 /// # The end
 ///
-/// When the edge closes (everything upstream finished, because the input
+/// When the input ends (everything upstream finished, because the input
 /// was exhausted or the pipeline was [stopped](crate::lifecycle::PipelineHandle::stop)),
 /// every open state is let go of, oldest first: flushed into the output
 /// with `partial_flush = true`, sent to the `errors` port as
@@ -1273,8 +1277,8 @@ where
 /// [`Unfinished`] on the `errors` port (`dead_lettered`), or lost
 /// (`failed`): unfinished with no `errors` port connected (logged at
 /// `warn`), or in a spilled state that could not be read back.
-pub struct AccumulateHead<T, A: Accumulator<T>, S, P = NoSpill> {
-    rx: EdgeReceiver<T>,
+pub struct AccumulateHead<T, A: Accumulator<T>, S, P = NoSpill, I = EdgeReceiver<T>> {
+    intake: I,
     chunk: usize,
     input: Vec<T>,
     engine: Engine<T, A, S, P>,
@@ -1284,10 +1288,11 @@ pub struct AccumulateHead<T, A: Accumulator<T>, S, P = NoSpill> {
     done: bool,
 }
 
-impl<T, A, S> AccumulateHead<T, A, S, NoSpill>
+impl<T, A, S, I> AccumulateHead<T, A, S, NoSpill, I>
 where
     A: Accumulator<T>,
     S: FnMut(&T) -> u64,
+    I: Intake<T>,
 {
     /// An accumulation reading chunks of about `chunk` items from `rx`,
     /// gathering them with `accumulator` under `policy`, measuring items
@@ -1297,7 +1302,7 @@ where
     /// It never spills: `policy.spill` is ignored (with a warning); use
     /// [`spilling`](AccumulateHead::spilling) for that.
     pub fn new(
-        rx: EdgeReceiver<T>,
+        intake: I,
         accumulator: A,
         size: S,
         policy: Policy,
@@ -1310,16 +1315,17 @@ where
                 "`spill` needs `AccumulateHead::spilling`; this accumulation keeps its state in memory"
             );
         }
-        AccumulateHead::build(rx, accumulator, size, &policy, NoSpill, stats, chunk)
+        AccumulateHead::build(intake, accumulator, size, &policy, NoSpill, stats, chunk)
     }
 }
 
-impl<T, A, S> AccumulateHead<T, A, S, DiskSpill<A::Key, A::State>>
+impl<T, A, S, I> AccumulateHead<T, A, S, DiskSpill<A::Key, A::State>, I>
 where
     A: Accumulator<T>,
     A::Key: Spill,
     A::State: Spill,
     S: FnMut(&T) -> u64,
+    I: Intake<T>,
 {
     /// Like [`new`](AccumulateHead::new), and when the states in memory
     /// weigh more than `policy.spill`'s `max_memory` (as
@@ -1333,7 +1339,7 @@ where
     /// loses its state: its items count as failed, and its key goes to the
     /// `errors` port with [`UnfinishedReason::Spill`].
     pub fn spilling(
-        rx: EdgeReceiver<T>,
+        intake: I,
         accumulator: A,
         size: S,
         policy: Policy,
@@ -1341,16 +1347,16 @@ where
         chunk: usize,
     ) -> Self {
         let spill = DiskSpill::new(policy.spill.as_ref());
-        AccumulateHead::build(rx, accumulator, size, &policy, spill, stats, chunk)
+        AccumulateHead::build(intake, accumulator, size, &policy, spill, stats, chunk)
     }
 }
 
-impl<T, A, S, P> AccumulateHead<T, A, S, P>
+impl<T, A, S, P, I> AccumulateHead<T, A, S, P, I>
 where
     A: Accumulator<T>,
 {
     fn build(
-        rx: EdgeReceiver<T>,
+        intake: I,
         mut accumulator: A,
         size: S,
         policy: &Policy,
@@ -1361,7 +1367,7 @@ where
         accumulator.configure(policy);
         let name = stats.name();
         AccumulateHead {
-            rx,
+            intake,
             chunk: chunk.max(1),
             input: Vec::new(),
             engine: Engine {
@@ -1447,33 +1453,47 @@ enum Event {
     Timer,
 }
 
-impl<T, A: Accumulator<T>, S, P> Outputs for AccumulateHead<T, A, S, P> {
+impl<T, A: Accumulator<T>, S, P, I> Outputs for AccumulateHead<T, A, S, P, I> {
     type Out = A::Out;
 }
 
-impl<T, A, S, P> Chain for AccumulateHead<T, A, S, P>
+impl<T, A, S, P, I> Chain for AccumulateHead<T, A, S, P, I>
 where
     A: Accumulator<T>,
     S: FnMut(&T) -> u64,
     P: Spiller<A::Key, A::State>,
+    I: Intake<T>,
 {
     type Out = A::Out;
 
     async fn init(&mut self) -> Result<(), Error> {
+        self.intake.init().await?;
         // In case nothing did (a chain driven by hand): makes the span and
         // the metric handles, as a fused stage does.
         self.ctx.stats().observe(DEFAULT_PIPELINE_NAME);
         Ok(())
     }
 
-    async fn pull(&mut self, out: &mut Vec<A::Out>, _: &Control) -> Result<Pull, Error> {
+    async fn pull(&mut self, out: &mut Vec<A::Out>, control: &Control) -> Result<Pull, Error> {
         if self.done {
             return Ok(Pull::Done);
         }
         loop {
             let event = match self.engine.next_deadline() {
-                None => Event::Input(self.rx.recv_into(&mut self.input, self.chunk).await),
+                None => Event::Input(
+                    self.intake
+                        .take(&mut self.input, self.chunk, control)
+                        .await?,
+                ),
                 Some(at) if at <= Instant::now() => Event::Timer,
+                // A chain fused before the accumulation cannot be raced
+                // against the deadline: it is pulled, and the deadline
+                // checked when it yields.
+                Some(_) if !I::CANCEL_SAFE => Event::Input(
+                    self.intake
+                        .take(&mut self.input, self.chunk, control)
+                        .await?,
+                ),
                 Some(at) => {
                     let sleep = match &mut self.sleep {
                         Some(sleep) => {
@@ -1488,7 +1508,7 @@ where
                     // whole or left on the edge.
                     tokio::select! {
                         biased;
-                        more = self.rx.recv_into(&mut self.input, self.chunk) => Event::Input(more),
+                        more = self.intake.take(&mut self.input, self.chunk, control) => Event::Input(more?),
                         () = sleep.as_mut() => Event::Timer,
                     }
                 }
@@ -1542,16 +1562,19 @@ where
         }
     }
 
+    /// Closes the chain fused before the accumulation, if any, then the
+    /// `errors` port, and returns the first error of the chain before.
     async fn close(&mut self) -> Result<(), Error> {
+        let upstream = self.intake.close().await;
         if let Some(errors) = self.errors.take() {
             errors.close().await;
         }
         self.ctx.stats().finish(true);
-        Ok(())
+        upstream
     }
 }
 
-impl<T, A: Accumulator<T>, S, P> fmt::Debug for AccumulateHead<T, A, S, P> {
+impl<T, A: Accumulator<T>, S, P, I> fmt::Debug for AccumulateHead<T, A, S, P, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccumulateHead")
             .field("stage", &self.ctx.name())

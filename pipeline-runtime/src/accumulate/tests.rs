@@ -11,6 +11,7 @@ use super::*;
 use crate::batch::Batch;
 use crate::chain::{Chain, Fuse, Head, drive, drive_into, join};
 use crate::channel::{EdgeReceiver, EdgeSender, edge};
+use crate::error::Error;
 use crate::fan::{Broadcast, Output};
 use crate::graph::NodeKind;
 use crate::io::{Collected, collect, stream};
@@ -1710,4 +1711,121 @@ fn grouping_speed() {
             ours.as_secs_f64() / baseline.as_secs_f64()
         );
     }
+}
+
+/// A chain that emits `chunks`, then fails its pull with `error`.
+struct FailsAfter {
+    chunks: std::collections::VecDeque<Vec<u64>>,
+    error: Option<Error>,
+}
+
+impl crate::chain::Outputs for FailsAfter {
+    type Out = u64;
+}
+
+impl Chain for FailsAfter {
+    type Out = u64;
+
+    async fn init(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn pull(&mut self, out: &mut Vec<u64>, _: &Control) -> Result<Pull, Error> {
+        match self.chunks.pop_front() {
+            Some(chunk) => {
+                out.extend(chunk);
+                Ok(Pull::More)
+            }
+            None => Err(self.error.take().expect("pulled once more after failing")),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+fn fails_after(error: Error) -> FailsAfter {
+    FailsAfter {
+        chunks: [vec![0, 1, 2], vec![], vec![3, 4]].into(),
+        error: Some(error),
+    }
+}
+
+fn by_parity() -> BatchBy<impl FnMut(&u64) -> u64 + Clone> {
+    batch_by(|n: &u64| n % 2)
+}
+
+#[tokio::test]
+async fn a_fused_accumulation_drains_when_the_chain_before_it_fails_the_run() {
+    let failure = Error::ItemFailed {
+        stage: "check",
+        position: 5,
+        error: "bad".into(),
+    };
+    let policy = Policy {
+        max_items: Some(100),
+        ..Policy::default()
+    };
+    let stats = stats();
+    let mut head = AccumulateHead::new(
+        Pulled::new(fails_after(failure)),
+        by_parity(),
+        default_size,
+        policy,
+        stats.clone(),
+        64,
+    );
+    head.init().await.unwrap();
+    let (mut out, control) = (Vec::new(), Control::new());
+    let mut pulls = 0;
+    while head.pull(&mut out, &control).await.unwrap() == Pull::More {
+        pulls += 1;
+        assert!(pulls < 10, "the accumulation never ended");
+    }
+    let mut batches: Vec<(u64, Vec<u64>)> = out
+        .into_iter()
+        .map(|b| (*b.key(), b.into_items()))
+        .collect();
+    batches.sort();
+    assert_eq!(
+        batches,
+        vec![(0, vec![0, 2, 4]), (1, vec![1, 3])],
+        "what it held is let go of"
+    );
+    // The failure is the run's, returned when the accumulation closes.
+    let closed = head.close().await;
+    assert!(
+        matches!(closed, Err(Error::ItemFailed { position: 5, .. })),
+        "{closed:?}"
+    );
+    assert_eq!(stats.items_in(), 5);
+}
+
+#[tokio::test]
+async fn a_fused_accumulation_returns_any_other_error_of_the_chain_before_it_at_once() {
+    let policy = Policy {
+        max_items: Some(100),
+        ..Policy::default()
+    };
+    let mut head = AccumulateHead::new(
+        Pulled::new(fails_after(Error::Panicked {
+            message: "worker".into(),
+        })),
+        by_parity(),
+        default_size,
+        policy,
+        stats(),
+        64,
+    );
+    head.init().await.unwrap();
+    let (mut out, control) = (Vec::new(), Control::new());
+    let failed = loop {
+        match head.pull(&mut out, &control).await {
+            Ok(Pull::More) => continue,
+            Ok(Pull::Done) => panic!("ended without the chain's error"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(failed, Error::Panicked { .. }), "{failed}");
 }

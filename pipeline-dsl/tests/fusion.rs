@@ -1,0 +1,56 @@
+//! Which nodes the expansion fuses into the chain before them, read from
+//! the generated code. Each test is named after the decision it covers.
+
+use pipeline_dsl::expand_pipeline;
+use quote::quote;
+
+/// The expansion of `tokens`, as text with its spaces removed.
+fn expansion(tokens: proc_macro2::TokenStream) -> String {
+    expand_pipeline(tokens).to_string().replace(' ', "")
+}
+
+#[test]
+fn an_accumulation_without_deadlines_pulls_the_chain_before_it_without_an_edge() {
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> accumulate(key = |x| *x, max_items = 10) >> discard();
+    });
+    assert!(code.contains("::accumulate_after("), "{code}");
+    assert!(!code.contains("::edge_for"), "no edge anywhere: {code}");
+    // Its items weigh their in-memory size unless they measure themselves.
+    assert!(code.contains("::tally_after("), "{code}");
+    // The source reads longer chunks for it.
+    assert!(code.contains("::ACCUMULATE_CHUNK"), "{code}");
+}
+
+#[test]
+fn an_accumulation_with_max_latency_or_ttl_reads_from_an_edge_to_wake_at_its_deadlines() {
+    for policy in [quote!(max_latency = 10ms), quote!(ttl = 1s)] {
+        let code = expansion(quote! {
+            iter(v) >> accumulate(key = |x| *x, max_items = 10, #policy) >> discard();
+        });
+        assert!(code.contains("::accumulate("), "{code}");
+        assert!(!code.contains("::accumulate_after("), "{code}");
+        assert!(code.contains("::edge_for"), "{code}");
+        assert!(!code.contains("::ACCUMULATE_CHUNK"), "{code}");
+    }
+}
+
+#[test]
+fn an_accumulation_with_an_edge_option_reads_from_that_edge() {
+    let code = expansion(quote! {
+        iter(v) >> #[buffer = 64] accumulate(key = |x| *x, max_items = 10) >> discard();
+    });
+    assert!(code.contains("::accumulate("), "{code}");
+    assert!(code.contains("::edge_for"), "{code}");
+}
+
+#[test]
+fn a_byte_limit_or_size_function_keeps_a_byte_total_per_batch() {
+    for policy in [quote!(max_bytes = 1KiB), quote!(size = |x| 3)] {
+        let code = expansion(quote! {
+            iter(v) >> accumulate(key = |x| *x, max_items = 10, #policy) >> discard();
+        });
+        assert!(code.contains("::accumulate_after("), "{code}");
+        assert!(!code.contains("::tally_after("), "{code}");
+    }
+}
