@@ -135,6 +135,36 @@ where
     Fuse::new(upstream, stage, stats)
 }
 
+/// `upstream >> step`, the first of a run of adjacent synchronous
+/// built-ins composed into one pass.
+#[allow(clippy::type_complexity)]
+pub fn compose<A, S>(
+    upstream: A,
+    step: S,
+    stats: Arc<StageStats>,
+) -> Unknown<<S as Step<A::Out>>::Out, Composed<A, First<S>, A::Out, <S as Step<A::Out>>::Out>>
+where
+    A: Outputs,
+    S: Step<A::Out>,
+{
+    Composed::new(upstream, step, stats)
+}
+
+/// One more built-in at the end of a composed run.
+#[allow(clippy::type_complexity)]
+pub fn compose_next<A, L, M, O, S>(
+    run: Composed<A, L, M, O>,
+    step: S,
+    stats: Arc<StageStats>,
+) -> Unknown<<S as Step<O>>::Out, Composed<A, Next<L, S>, M, <S as Step<O>>::Out>>
+where
+    S: Step<O>,
+{
+    run.then(step, stats)
+}
+
+pub use pipeline_runtime::transform::{Composed, First, Next, Step};
+
 /// `T`, named through `Key` so that when `Key` cannot be worked out (a
 /// stage's output after a type mismatch) the whole type is unknown rather
 /// than half known. Later uses of an unknown type are ambiguous, which

@@ -124,3 +124,76 @@ async fn the_same_builtin_twice_gets_distinct_report_names() {
     assert_eq!(report.stage("filter").unwrap().items_out, 5);
     assert_eq!(report.stage("filter#2").unwrap().items_out, 2);
 }
+
+#[tokio::test]
+async fn a_run_of_adjacent_builtins_counts_each_stage_as_its_own() {
+    // `map >> filter >> filter_map >> inspect` is composed into one pass
+    // over each chunk; each stage still reports its own counts.
+    let out = Collected::new();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let inspected = seen.clone();
+    let report = pipeline! {
+        iter(0..1_000u64)
+            >> map(|x| x * 2)
+            >> filter(|x: &u64| !x.is_multiple_of(3))
+            >> filter_map(|x: u64| (!x.is_multiple_of(5)).then_some(x + 1))
+            >> inspect(move |_: &u64| {
+                inspected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    let expected: Vec<u64> = (0..1_000u64)
+        .map(|x| x * 2)
+        .filter(|x| !x.is_multiple_of(3))
+        .filter_map(|x| (!x.is_multiple_of(5)).then_some(x + 1))
+        .collect();
+    assert_eq!(out.take(), expected);
+    let counts = |name: &str| {
+        let stage = report.stage(name).unwrap();
+        (stage.items_in, stage.items_out, stage.filtered)
+    };
+    let kept = (0..1_000u64).filter(|x| !(x * 2).is_multiple_of(3)).count() as u64;
+    let emitted = expected.len() as u64;
+    assert_eq!(counts("map"), (1_000, 1_000, 0));
+    assert_eq!(counts("filter"), (1_000, kept, 1_000 - kept));
+    assert_eq!(counts("filter_map"), (kept, emitted, kept - emitted));
+    assert_eq!(counts("inspect"), (emitted, emitted, 0));
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::Relaxed),
+        expected.len() as u64
+    );
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn a_panic_in_a_run_of_builtins_fails_that_item_in_that_stage_and_the_rest_go_on() {
+    let out = Collected::new();
+    let report = pipeline! {
+        iter(0..100u64)
+            >> map(|x| x + 1)
+            >> map(|x: u64| {
+                assert!(x != 14, "unlucky");
+                x
+            })
+            >> filter(|x: &u64| x.is_multiple_of(2))
+            >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    let expected: Vec<u64> = (1..=100u64)
+        .filter(|x| *x != 14 && x.is_multiple_of(2))
+        .collect();
+    assert_eq!(out.take(), expected);
+    let unlucky = report.stage("map#2").unwrap();
+    assert_eq!(
+        (unlucky.items_in, unlucky.items_out, unlucky.failed),
+        (100, 99, 1)
+    );
+    let filter = report.stage("filter").unwrap();
+    assert_eq!((filter.items_in, filter.filtered), (99, 50));
+    assert!(report.is_balanced(), "{report}");
+}

@@ -504,18 +504,28 @@ impl<'a> Wiring<'a> {
             code.extend(self.diamond_code(head));
         }
         let last = *segment.nodes.last().unwrap_or(&segment.nodes[0]);
-        for (fused, &node) in stages.iter().enumerate() {
+        let composed = self.composed_runs(stages);
+        let mut units = 0;
+        for (i, &node) in stages.iter().enumerate() {
             if graph.node(node).kind == Kind::Branch {
                 break;
             }
-            code.extend(self.stage_code(node, node == last));
+            match composed[i] {
+                Composing::No => code.extend(self.stage_code(node, node == last)),
+                Composing::Starts => code.extend(self.compose_code(node, false)),
+                Composing::Continues => code.extend(self.compose_code(node, true)),
+            }
             code.extend(self.diamond_code(node));
-            // A long chain's pull future nests once per stage; a box every
-            // few stages keeps rustc's layout query within its depth limit.
-            if (fused + 1) % BOX_EVERY == 0 && node != last {
-                let chain = local("__pipeline_chain", Span::call_site());
-                let private = private_path();
-                code.extend(quote! { let #chain = #private::boxed(#chain); });
+            // A long chain's pull future nests once per stage (a composed
+            // run counts once); a box every few stages keeps rustc's layout
+            // query within its depth limit.
+            if composed.get(i + 1) != Some(&Composing::Continues) {
+                units += 1;
+                if units % BOX_EVERY == 0 && node != last {
+                    let chain = local("__pipeline_chain", Span::call_site());
+                    let private = private_path();
+                    code.extend(quote! { let #chain = #private::boxed(#chain); });
+                }
             }
         }
         code.extend(self.tail_code(last));
@@ -1013,6 +1023,72 @@ impl<'a> Wiring<'a> {
         }
     }
 
+    /// Whether each of `stages` is composed with its neighbours into one
+    /// pass: runs of two or more adjacent synchronous built-ins (`map`,
+    /// `filter`, `filter_map`, `inspect`) with no options, no `errors` port
+    /// and no diamond between them.
+    fn composed_runs(&self, stages: &[NodeIndex]) -> Vec<Composing> {
+        let composable: Vec<bool> = stages.iter().map(|&n| self.composable(n)).collect();
+        // Whether stage `i` continues the run of the stage before it.
+        let joins = |i: usize| {
+            i > 0
+                && composable[i]
+                && composable[i - 1]
+                && !self.diamonds.contains_key(&stages[i - 1])
+        };
+        (0..stages.len())
+            .map(|i| {
+                if joins(i) {
+                    Composing::Continues
+                } else if i + 1 < stages.len() && joins(i + 1) {
+                    Composing::Starts
+                } else {
+                    Composing::No
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `node` is a synchronous built-in that can be composed into
+    /// one pass with the ones next to it.
+    fn composable(&self, node: NodeIndex) -> bool {
+        let graph = self.graph;
+        let Target::Builtin { builtin, .. } = &graph.node(node).ast.target else {
+            return false;
+        };
+        matches!(builtin.name, "map" | "filter" | "filter_map" | "inspect")
+            && graph.node(node).kind == Kind::Transform
+            && self
+                .verdict
+                .node_options
+                .get(node.index())
+                .is_none_or(|o| o.is_empty())
+            && self.verdict.pipeline_options.is_empty()
+            && graph.port_outputs(node, "errors").is_empty()
+            && !self.is_parallel(node)
+    }
+
+    /// `chain >> node` for a node of a composed run: the first of the run,
+    /// or one more (`continues`).
+    fn compose_code(&self, node: NodeIndex, continues: bool) -> TokenStream {
+        let span = self.graph.node(node).ast.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let stage = local("__pipeline_stage", span);
+        let chain = local("__pipeline_chain", span);
+        let stats = local(&self.stats_var(node).to_string(), span);
+        let expr = self.stage_expr(node);
+        let function = if continues {
+            quote_spanned!(here=> compose_next)
+        } else {
+            quote_spanned!(here=> compose)
+        };
+        quote_spanned! {here=>
+            let #stage = #expr;
+            let #chain = #private_here::#function(#chain, #stage, ::std::sync::Arc::clone(&#stats));
+        }
+    }
+
     /// `chain >> node`, with the node's `errors` port if it is connected.
     fn stage_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
         let graph = self.graph;
@@ -1329,6 +1405,17 @@ pub(crate) fn pipeline_parallel_applies(graph: &Graph, node: NodeIndex) -> bool 
 /// accumulator, branch or parallel stage, no bare-named stage (whose
 /// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
 /// see), and the merge node fed by these branches alone.
+/// Whether a stage is composed with its neighbours into one pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Composing {
+    /// Fused on its own.
+    No,
+    /// The first of a composed run.
+    Starts,
+    /// A later stage of a composed run.
+    Continues,
+}
+
 /// Where an accumulate node's items come from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Intake {

@@ -54,3 +54,24 @@ fn a_byte_limit_or_size_function_keeps_a_byte_total_per_batch() {
         assert!(!code.contains("::tally_after("), "{code}");
     }
 }
+
+#[test]
+fn adjacent_synchronous_builtins_are_composed_into_one_pass() {
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> filter(|x| true) >> filter_map(Some) >> inspect(|x| ()) >> discard();
+    });
+    assert_eq!(code.matches("::compose(").count(), 1, "{code}");
+    assert_eq!(code.matches("::compose_next(").count(), 3, "{code}");
+}
+
+#[test]
+fn a_lone_builtin_or_one_with_an_option_is_fused_on_its_own() {
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> #[on_error = fail] filter(|x| true) >> discard();
+    });
+    assert!(!code.contains("::compose"), "{code}");
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> then(|x| async move { x }) >> discard();
+    });
+    assert!(!code.contains("::compose"), "{code}");
+}

@@ -74,3 +74,15 @@ impl<I, F: Clone> Clone for Filter<I, F> {
         }
     }
 }
+
+/// Composed with the built-ins next to it into one pass (see
+/// [`Composed`](super::Composed)).
+impl<I, B: Into<bool>, F: FnMut(&I) -> B> super::Step<I> for Filter<I, F> {
+    type Out = I;
+    const FILTERS: bool = true;
+
+    #[inline(always)]
+    fn step(&mut self, item: I) -> Option<Self::Out> {
+        (self.predicate)(&item).into().then_some(item)
+    }
+}

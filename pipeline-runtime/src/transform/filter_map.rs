@@ -69,3 +69,15 @@ impl<I, F: Clone> Clone for FilterMap<I, F> {
         }
     }
 }
+
+/// Composed with the built-ins next to it into one pass (see
+/// [`Composed`](super::Composed)).
+impl<I, O, F: FnMut(I) -> Option<O>> super::Step<I> for FilterMap<I, F> {
+    type Out = O;
+    const FILTERS: bool = true;
+
+    #[inline(always)]
+    fn step(&mut self, item: I) -> Option<Self::Out> {
+        (self.f)(item)
+    }
+}

@@ -70,3 +70,16 @@ impl<I, F: Clone> Clone for Inspect<I, F> {
         }
     }
 }
+
+/// Composed with the built-ins next to it into one pass (see
+/// [`Composed`](super::Composed)).
+impl<I, R, F: FnMut(&I) -> R> super::Step<I> for Inspect<I, F> {
+    type Out = I;
+    const FILTERS: bool = false;
+
+    #[inline(always)]
+    fn step(&mut self, item: I) -> Option<Self::Out> {
+        (self.f)(&item);
+        Some(item)
+    }
+}

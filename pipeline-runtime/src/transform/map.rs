@@ -63,3 +63,15 @@ impl<I, F: Clone> Clone for Map<I, F> {
         }
     }
 }
+
+/// Composed with the built-ins next to it into one pass (see
+/// [`Composed`](super::Composed)).
+impl<I, O, F: FnMut(I) -> O> super::Step<I> for Map<I, F> {
+    type Out = O;
+    const FILTERS: bool = false;
+
+    #[inline(always)]
+    fn step(&mut self, item: I) -> Option<Self::Out> {
+        Some((self.f)(item))
+    }
+}

@@ -3,6 +3,7 @@
 //! Each carries its input type as a parameter so that `pipeline!` can tell
 //! the closure its argument type, as an iterator chain does.
 
+mod compose;
 mod filter;
 mod filter_map;
 mod flat_map;
@@ -10,6 +11,7 @@ mod inspect;
 mod map;
 mod then;
 
+pub use compose::{Composed, First, Next, Step, Steps};
 pub use filter::{Filter, filter};
 pub use filter_map::{FilterMap, filter_map};
 pub use flat_map::{FlatMap, flat_map};
