@@ -223,14 +223,10 @@ pub use pipeline_runtime::io::stream_sink;
 pub use pipeline_runtime::open::OpenPipeline;
 
 /// `pipeline`, whose `output()` hands its items to `outputs`.
-pub fn open<F, Fut, T>(
+pub fn open<F: pipeline_runtime::lifecycle::Body, T>(
     pipeline: Pipeline<F>,
     outputs: pipeline_runtime::io::OutputStream<T>,
-) -> OpenPipeline<F, T>
-where
-    F: FnOnce(Control) -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
+) -> OpenPipeline<F, T> {
     OpenPipeline::new(pipeline, outputs)
 }
 

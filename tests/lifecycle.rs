@@ -50,6 +50,39 @@ async fn abort_ends_the_run_with_an_error() {
     assert!(matches!(handle.join().await, Err(pipeline::Error::Aborted)));
 }
 
+#[tokio::test(start_paused = true)]
+async fn abort_ends_the_task_of_every_segment() {
+    // Spawned, each segment (the source's, and the one after the edge) is
+    // a task of its own; an abort must leave none of them running.
+    let endless = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Some((1u8, ()))
+    });
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let handle = pipeline! {
+        stream(endless) >> #[buffer = 8] map(|x| x) >> discard();
+    }
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before + 3,
+        "one task joining two, one per segment"
+    );
+    handle.abort();
+    assert!(matches!(handle.join().await, Err(pipeline::Error::Aborted)));
+    // The segments' tasks are cancelled when the joining one is dropped;
+    // the runtime reaps them at its next turn.
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(metrics.num_alive_tasks(), before, "no segment left running");
+}
+
 #[tokio::test]
 async fn join_returns_the_report_of_a_completed_run() {
     let handle = pipeline! {

@@ -86,8 +86,10 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
         });
     }
     if valid && !segment_vars.is_empty() {
-        let control = format_ident!("__pipeline_control", span = Span::mixed_site());
-        let body = join_segments(&segment_vars, &control);
+        let mut body = quote!(());
+        for var in segment_vars.iter().rev() {
+            body = quote!((#var, #body));
+        }
         let stats = wiring.stats_vars();
         let edges = wiring.edge_vars();
         let senders = wiring.channel_senders();
@@ -104,9 +106,11 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
                 // The segments hold clones; the originals must go, or the
                 // edges would never close.
                 #( ::std::mem::drop(#senders); )*
-                let __pipeline = #private::Pipeline::new(
+                // Run, the segments share the caller's task; spawned, each
+                // is a task of its own.
+                let __pipeline = #private::Pipeline::segmented(
                     ::std::vec![#(#stats),*],
-                    move |#control: #private::Control| #body,
+                    #body,
                 )
                 .with_edges(::std::vec![#(#edges),*])
                 .with_graph(#description);
@@ -155,18 +159,6 @@ fn private_path_at(span: Span) -> TokenStream {
 /// A hygienic name that reports at `span`.
 fn local(name: &str, span: Span) -> syn::Ident {
     syn::Ident::new(name, Span::mixed_site().located_at(span))
-}
-
-fn join_segments(vars: &[syn::Ident], control: &syn::Ident) -> TokenStream {
-    let private = private_path();
-    match vars {
-        [] => quote!(),
-        [only] => quote!(#only(#control)),
-        [first, rest @ ..] => {
-            let rest = join_segments(rest, control);
-            quote!(#private::join(#first(#control.clone()), #rest))
-        }
-    }
 }
 
 /// Fused stages between two boxes of a chain's pull future (see

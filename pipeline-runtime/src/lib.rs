@@ -47,6 +47,7 @@ pub mod open;
 pub mod options;
 pub mod parallel;
 pub mod policy;
+pub mod segments;
 pub mod stage;
 pub mod trace;
 pub mod transform;

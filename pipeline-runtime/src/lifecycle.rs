@@ -34,6 +34,7 @@ use crate::metrics::{
     DEFAULT_PIPELINE_NAME, EdgeReport, EdgeStats, Report, StageReport, StageState, StageStats,
     StageStatus,
 };
+pub use crate::segments::{Body, SegmentList, Segments, SpawnBody, SpawnList};
 
 /// The stop signal shared by a pipeline's tasks.
 #[derive(Debug, Clone, Default)]
@@ -141,8 +142,25 @@ where
     Fut: Future<Output = Result<(), Error>>,
 {
     /// A pipeline whose stages count into `stages` and whose work is `body`,
-    /// with an empty graph and no edge counters.
+    /// with an empty graph and no edge counters. Spawned, it runs as one
+    /// task.
     pub fn new(stages: Vec<Arc<StageStats>>, body: F) -> Self {
+        Pipeline::with_body(stages, body)
+    }
+}
+
+impl<L: SegmentList> Pipeline<Segments<L>> {
+    /// A pipeline whose stages count into `stages` and whose work is its
+    /// `segments`, `(first, (second, (.., ())))`, each a closure that
+    /// starts one part (a fused chain, in `pipeline!`): run, they share
+    /// the calling task; spawned, each is a task of its own.
+    pub fn segmented(stages: Vec<Arc<StageStats>>, segments: L) -> Self {
+        Pipeline::with_body(stages, Segments(segments))
+    }
+}
+
+impl<B> Pipeline<B> {
+    fn with_body(stages: Vec<Arc<StageStats>>, body: B) -> Self {
         Pipeline {
             name: DEFAULT_PIPELINE_NAME,
             stages: stages.into(),
@@ -151,17 +169,20 @@ where
             body,
         }
     }
+}
 
+impl<B: Body> Pipeline<B> {
     /// Runs the pipeline in the current task until it completes.
     ///
-    /// Stages may borrow from the caller, since nothing is spawned. The
+    /// Stages may borrow from the caller, since nothing is spawned: the
+    /// parts of the pipeline run concurrently, in this task. The
     /// pipeline's metrics are registered with the `metrics` recorder in
     /// effect when the returned future is first polled.
     pub async fn run(self) -> Result<Report, Error> {
         let control = Control::new();
         let started = Instant::now();
         observe(self.name, &self.stages, &self.edges);
-        let result = (self.body)(control.clone()).await;
+        let result = self.body.run(control.clone()).await;
         settle(&self.stages, &result);
         result?;
         Ok(report(
@@ -175,22 +196,27 @@ where
     /// Starts the pipeline on the tokio runtime and returns a handle to
     /// stop, abort or join it.
     ///
+    /// A pipeline of [segments](Pipeline::segmented), as `pipeline!` builds,
+    /// runs each segment (each fused chain) as a task of its own, so a
+    /// multi-thread runtime runs them on several cores at once; a task
+    /// joins them, and is the one [`abort`](PipelineHandle::abort) aborts
+    /// (with every segment's task).
+    ///
     /// The pipeline's metrics are registered with the `metrics` recorder
     /// in effect here, on the calling thread.
     pub fn spawn(self) -> PipelineHandle
     where
-        F: Send + 'static,
-        Fut: Send + 'static,
+        B: SpawnBody,
     {
         let control = Control::new();
         observe(self.name, &self.stages, &self.edges);
         let started = Instant::now();
         let stages = Arc::clone(&self.stages);
         let edges = Arc::clone(&self.edges);
-        let body = self.body;
         let task_control = control.clone();
+        let body = self.body.spawn(control.clone());
         let task = tokio::spawn(async move {
-            let result = body(task_control.clone()).await;
+            let result = body.await;
             settle(&stages, &result);
             result?;
             Ok(report(&stages, &edges, started, task_control.is_stopping()))

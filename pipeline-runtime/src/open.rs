@@ -11,7 +11,7 @@ use futures::Stream;
 use crate::error::Error;
 use crate::graph::PipelineGraph;
 use crate::io::OutputStream;
-use crate::lifecycle::{Control, Pipeline};
+use crate::lifecycle::{Body, Pipeline};
 use crate::metrics::Report;
 
 /// A pipeline whose chain ends in `output()`: nothing runs until
@@ -48,11 +48,7 @@ pub struct OpenPipeline<F, T> {
     outputs: OutputStream<T>,
 }
 
-impl<F, Fut, T> OpenPipeline<F, T>
-where
-    F: FnOnce(Control) -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
+impl<F: Body, T> OpenPipeline<F, T> {
     /// `pipeline`, whose `output()` hands its items to `outputs`.
     pub fn new(pipeline: Pipeline<F>, outputs: OutputStream<T>) -> Self {
         OpenPipeline { pipeline, outputs }
