@@ -197,3 +197,34 @@ async fn a_panic_in_a_run_of_builtins_fails_that_item_in_that_stage_and_the_rest
     assert_eq!((filter.items_in, filter.filtered), (99, 50));
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn a_sink_ending_a_run_of_builtins_fails_its_bad_items_and_takes_the_rest() {
+    // `map >> filter >> for_each` is one pass; the sink's `Err` and its
+    // panic each fail one item, counted at the sink.
+    let mut stored = Vec::new();
+    let report = pipeline! {
+        iter(1..=10u32)
+            >> map(|x| x * 2)
+            >> filter(|x: &u32| *x != 8)
+            >> for_each(|x| {
+                assert!(x != 12, "twelve");
+                if x == 6 { Err("disk full") } else { stored.push(x); Ok(()) }
+            });
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(stored, vec![2, 4, 10, 14, 16, 18, 20]);
+    let sink = report.stage("for_each").unwrap();
+    assert_eq!(
+        (sink.items_in, sink.items_out, sink.passed, sink.failed),
+        (9, 0, 7, 2)
+    );
+    let filter = report.stage("filter").unwrap();
+    assert_eq!(
+        (filter.items_in, filter.items_out, filter.filtered),
+        (10, 9, 1)
+    );
+    assert!(report.is_balanced(), "{report}");
+}

@@ -165,6 +165,10 @@ fn local(name: &str, span: Span) -> syn::Ident {
 /// `__private::boxed`).
 const BOX_EVERY: usize = 8;
 
+/// The most stages composed into one pass: the runtime's
+/// `transform::MAX_STEPS`.
+const COMPOSE_MAX: usize = 16;
+
 /// A run of nodes fused into one chain.
 struct Segment {
     nodes: Vec<NodeIndex>,
@@ -1017,44 +1021,55 @@ impl<'a> Wiring<'a> {
 
     /// Whether each of `stages` is composed with its neighbours into one
     /// pass: runs of two or more adjacent synchronous built-ins (`map`,
-    /// `filter`, `filter_map`, `inspect`) with no options, no `errors` port
-    /// and no diamond between them.
+    /// `filter`, `filter_map`, `inspect`, and a synchronous `for_each` at
+    /// the end) with no options, no `errors` port and no diamond between
+    /// them.
     fn composed_runs(&self, stages: &[NodeIndex]) -> Vec<Composing> {
         let composable: Vec<bool> = stages.iter().map(|&n| self.composable(n)).collect();
-        // Whether stage `i` continues the run of the stage before it.
+        // Whether stage `i` may continue the run of the stage before it.
         let joins = |i: usize| {
             i > 0
                 && composable[i]
                 && composable[i - 1]
                 && !self.diamonds.contains_key(&stages[i - 1])
         };
-        (0..stages.len())
-            .map(|i| {
-                if joins(i) {
-                    Composing::Continues
-                } else if i + 1 < stages.len() && joins(i + 1) {
-                    Composing::Starts
-                } else {
-                    Composing::No
-                }
-            })
-            .collect()
+        let mut runs = vec![Composing::No; stages.len()];
+        let mut length = 0;
+        for (i, run) in runs.iter_mut().enumerate() {
+            // A run holds at most `MAX_STEPS` (16) stages; a longer one is
+            // cut in two.
+            if joins(i) && length > 0 && length < COMPOSE_MAX {
+                *run = Composing::Continues;
+                length += 1;
+            } else if i + 1 < stages.len() && joins(i + 1) {
+                *run = Composing::Starts;
+                length = 1;
+            } else {
+                length = 0;
+            }
+        }
+        runs
     }
 
     /// Whether `node` is a synchronous built-in that can be composed into
     /// one pass with the ones next to it.
     fn composable(&self, node: NodeIndex) -> bool {
         let graph = self.graph;
-        let Target::Builtin { builtin, .. } = &graph.node(node).ast.target else {
+        let Target::Builtin { builtin, call } = &graph.node(node).ast.target else {
             return false;
         };
-        matches!(builtin.name, "map" | "filter" | "filter_map" | "inspect")
-            && graph.node(node).kind == Kind::Transform
-            && self
-                .verdict
-                .node_options
-                .get(node.index())
-                .is_none_or(|o| o.is_empty())
+        let kind = graph.node(node).kind;
+        let step = match builtin.name {
+            "map" | "filter" | "filter_map" | "inspect" => kind == Kind::Transform,
+            // A synchronous `for_each` ends a run.
+            "for_each" => kind == Kind::Sink && !call.args.first().is_some_and(is_async_closure),
+            _ => false,
+        };
+        step && self
+            .verdict
+            .node_options
+            .get(node.index())
+            .is_none_or(|o| o.is_empty())
             && self.verdict.pipeline_options.is_empty()
             && graph.port_outputs(node, "errors").is_empty()
             && !self.is_parallel(node)

@@ -75,3 +75,23 @@ fn a_lone_builtin_or_one_with_an_option_is_fused_on_its_own() {
     });
     assert!(!code.contains("::compose"), "{code}");
 }
+
+#[test]
+fn a_synchronous_for_each_ends_a_composed_run_and_an_async_one_does_not() {
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> for_each(|x| ());
+    });
+    assert_eq!(code.matches("::compose_next(").count(), 1, "{code}");
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> for_each(|x| async move { () });
+    });
+    assert!(!code.contains("::compose"), "{code}");
+}
+
+#[test]
+fn a_run_longer_than_sixteen_builtins_is_composed_in_two() {
+    let maps = (0..20).map(|_| quote!(>> map(|x| x)));
+    let code = expansion(quote! { iter(v) #(#maps)* >> discard(); });
+    assert_eq!(code.matches("::compose(").count(), 2, "{code}");
+    assert_eq!(code.matches("::compose_next(").count(), 18, "{code}");
+}

@@ -178,3 +178,19 @@ impl<I, F: Clone> Clone for ForEachAsync<I, F> {
         }
     }
 }
+
+/// The end of a run of built-ins composed into one pass (see
+/// [`Composed`](crate::transform::Composed)).
+impl<I, R: SinkResult, F: FnMut(I) -> R> crate::transform::Step<I> for ForEach<I, F> {
+    type Out = Never;
+    type Error = R::Error;
+
+    const FILTERS: bool = false;
+
+    const ENDS: bool = true;
+
+    #[inline(always)]
+    fn step(&mut self, item: I) -> Result<Option<Never>, R::Error> {
+        (self.f)(item).into_result().map(|()| None)
+    }
+}

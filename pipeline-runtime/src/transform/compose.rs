@@ -11,6 +11,7 @@
 //! run's output. Each stage still reports its own counts, once per chunk.
 
 use std::cell::Cell;
+use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -31,21 +32,69 @@ use crate::stage::{Never, Pull, StageError};
 ///
 /// let mut double = map(|x: u32| x * 2);
 /// let mut small = filter(|x: &u32| *x < 5);
-/// assert_eq!(double.step(2), Some(4));
-/// assert_eq!(small.step(7), None);
+/// assert_eq!(double.step(2).ok(), Some(Some(4)));
+/// assert_eq!(small.step(7).ok(), Some(None));
 /// ```
 pub trait Step<I> {
     /// What it passes on.
     type Out;
 
+    /// Why it fails an item: [`Never`] for the built-ins that cannot.
+    type Error: fmt::Display;
+
     /// Whether it may pass nothing on for an item (a `filter`); if not,
-    /// its count of items passed on is its count of items in, and is not
-    /// kept per item.
+    /// its count of items passed on is its count of items in (less those
+    /// it failed), and is not kept per item.
     const FILTERS: bool;
 
-    /// Takes one item: what it passes on, if anything.
-    fn step(&mut self, item: I) -> Option<Self::Out>;
+    /// Whether it is a sink (`for_each`): it takes every item and passes
+    /// nothing on, so it ends a run.
+    const ENDS: bool = false;
+
+    /// Takes one item: what it passes on, if anything, or why it failed it.
+    fn step(&mut self, item: I) -> Result<Option<Self::Out>, Self::Error>;
 }
+
+/// What went wrong in one pass of a composed run: the step that is
+/// panicking, and the items each step failed. Touched only when an item
+/// fails.
+#[derive(Debug)]
+pub struct Misses<'a> {
+    /// The index of the step that panicked, set as the panic unwinds.
+    at: Cell<usize>,
+    /// Items failed (or panicked) per step.
+    failed: &'a mut [u64],
+    stats: &'a [Arc<StageStats>],
+}
+
+impl Misses<'_> {
+    /// Counts, logs and records an item that step `index` failed.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, index: usize, error: &dyn fmt::Display) {
+        if let (Some(failed), Some(stats)) = (self.failed.get_mut(index), self.stats.get(index)) {
+            *failed += 1;
+            tracing::warn!(stage = stats.name(), %error, "item failed; dropped");
+            stats.record_error(error);
+        }
+    }
+
+    /// [`fail`](Misses::fail) for the item whose step just panicked.
+    fn panicked(&mut self, message: String) {
+        let error = StageError::<Never>::Panicked(message);
+        self.fail(self.at.get(), &error);
+    }
+}
+
+/// The most steps a composed run may have: [`Next`] refuses more at
+/// compile time.
+pub const MAX_STEPS: usize = 16;
+
+/// Per-step counts of the items passed on, kept in the pass's own frame:
+/// as a local array indexed by constants, they live in registers, where a
+/// counter in the run itself would be a load and a store per item, a
+/// dependency from each item to the next.
+pub type Counts = [u64; MAX_STEPS];
 
 /// Steps taken one after the other on each item, each counting the items
 /// it passes on: [`First`], then a [`Next`] per later step.
@@ -56,26 +105,34 @@ pub trait Steps<I> {
     /// How many steps.
     const LEN: usize;
 
+    /// Whether the last step is a sink.
+    const ENDS: bool;
+
     /// Takes one item through every step, stopping at the first that
-    /// passes nothing on, and counts what each step passed on. If a step
-    /// panics, its index (from 0) is left in `at` as the panic unwinds.
-    fn run(&mut self, item: I, at: &Cell<usize>) -> Option<Self::Out>;
+    /// passes nothing on or fails it, and counts in `counts` what each
+    /// filtering step passed on. A failure is counted in `misses`; if a
+    /// step panics, its index is left there as the panic unwinds.
+    fn run(&mut self, item: I, misses: &mut Misses<'_>, counts: &mut Counts) -> Option<Self::Out>;
 
     /// [`run`](Steps::run), but without counting what the last step passes
-    /// on: the caller counts that (what it emits), and a counter kept in
-    /// memory and bumped per item would be a dependency from each item to
-    /// the next.
-    fn run_last(&mut self, item: I, at: &Cell<usize>) -> Option<Self::Out>;
-
-    /// Appends, first step to last, how many items each passed on since
-    /// the last call, given that `taken` items entered the first, that
-    /// `failed[k]` items panicked in step `k` and, if this is the whole run
-    /// taken by [`run_last`](Steps::run_last), that `emitted` came out of
-    /// the last; returns the last step's count. Resets the counts.
-    fn take_passed(
+    /// on: the caller counts that (what it emits).
+    fn run_last(
         &mut self,
+        item: I,
+        misses: &mut Misses<'_>,
+        counts: &mut Counts,
+    ) -> Option<Self::Out>;
+
+    /// Appends, first step to last, how many items each passed on, given
+    /// that `taken` items entered the first, that `counts[k]` came out of
+    /// step `k` if it filters, that `failed[k]` items failed in it and, if
+    /// this is the whole run taken by [`run_last`](Steps::run_last), that
+    /// `emitted` came out of the last; returns the last step's count.
+    fn passed(
+        &self,
         taken: u64,
         emitted: Option<u64>,
+        counts: &Counts,
         failed: &[u64],
         into: &mut Vec<u64>,
     ) -> u64;
@@ -94,30 +151,54 @@ impl Drop for OnUnwind<'_> {
     }
 }
 
-/// Calls `step` on `item`, leaving `index` in `at` if it panics.
+/// Calls `step` on `item` as step `index` of the run: what it passes on;
+/// a failure goes to `misses`, and so does the index if it panics.
 #[inline(always)]
-fn guarded<I, S: Step<I>>(step: &mut S, item: I, index: usize, at: &Cell<usize>) -> Option<S::Out> {
-    let guard = OnUnwind { at, index };
+fn guarded<I, S: Step<I>>(
+    step: &mut S,
+    item: I,
+    index: usize,
+    misses: &mut Misses<'_>,
+) -> Option<S::Out> {
+    let guard = OnUnwind {
+        at: &misses.at,
+        index,
+    };
     let out = step.step(item);
     std::mem::forget(guard);
-    out
+    match out {
+        Ok(out) => out,
+        Err(error) => {
+            misses.fail(index, &error);
+            None
+        }
+    }
 }
 
 /// How many items step `index` passed on: `emitted` for the last step of
-/// the run, its counter for a filtering step, else all it took (`before`)
-/// but those that panicked in it.
-fn passed_by(
-    filters: bool,
-    counter: &mut u64,
+/// the run (unless it is a sink), its count for a filtering step, else all
+/// it took (`before`) but those it failed.
+fn passed_by<I, S: Step<I>>(
+    counts: &Counts,
     before: u64,
     emitted: Option<u64>,
     failed: &[u64],
     index: usize,
 ) -> u64 {
     match emitted {
-        Some(emitted) => emitted,
-        None if filters => std::mem::take(counter),
-        None => before - failed.get(index).copied().unwrap_or(0),
+        Some(emitted) if !S::ENDS => emitted,
+        _ if S::FILTERS => counts.get(index).copied().unwrap_or(0),
+        _ => before - failed.get(index).copied().unwrap_or(0),
+    }
+}
+
+/// Counts an item that step `index` passed on, if it filters.
+#[inline(always)]
+fn count<I, S: Step<I>>(counts: &mut Counts, index: usize) {
+    if S::FILTERS
+        && let Some(count) = counts.get_mut(index)
+    {
+        *count += 1;
     }
 }
 
@@ -125,7 +206,6 @@ fn passed_by(
 #[derive(Debug)]
 pub struct First<S> {
     step: S,
-    passed: u64,
 }
 
 /// The steps `list`, then `step`.
@@ -133,7 +213,6 @@ pub struct First<S> {
 pub struct Next<L, S> {
     list: L,
     step: S,
-    passed: u64,
 }
 
 impl<I, S: Step<I>> Steps<I> for First<S> {
@@ -141,28 +220,29 @@ impl<I, S: Step<I>> Steps<I> for First<S> {
 
     const LEN: usize = 1;
 
+    const ENDS: bool = S::ENDS;
+
     #[inline(always)]
-    fn run(&mut self, item: I, at: &Cell<usize>) -> Option<S::Out> {
-        let out = guarded(&mut self.step, item, 0, at)?;
-        if S::FILTERS {
-            self.passed += 1;
-        }
+    fn run(&mut self, item: I, misses: &mut Misses<'_>, counts: &mut Counts) -> Option<S::Out> {
+        let out = guarded(&mut self.step, item, 0, misses)?;
+        count::<I, S>(counts, 0);
         Some(out)
     }
 
     #[inline(always)]
-    fn run_last(&mut self, item: I, at: &Cell<usize>) -> Option<S::Out> {
-        guarded(&mut self.step, item, 0, at)
+    fn run_last(&mut self, item: I, misses: &mut Misses<'_>, _: &mut Counts) -> Option<S::Out> {
+        guarded(&mut self.step, item, 0, misses)
     }
 
-    fn take_passed(
-        &mut self,
+    fn passed(
+        &self,
         taken: u64,
         emitted: Option<u64>,
+        counts: &Counts,
         failed: &[u64],
         into: &mut Vec<u64>,
     ) -> u64 {
-        let passed = passed_by(S::FILTERS, &mut self.passed, taken, emitted, failed, 0);
+        let passed = passed_by::<I, S>(counts, taken, emitted, failed, 0);
         into.push(passed);
         passed
     }
@@ -171,40 +251,45 @@ impl<I, S: Step<I>> Steps<I> for First<S> {
 impl<I, L: Steps<I>, S: Step<L::Out>> Steps<I> for Next<L, S> {
     type Out = S::Out;
 
-    const LEN: usize = L::LEN + 1;
+    const LEN: usize = {
+        assert!(
+            L::LEN < MAX_STEPS,
+            "a composed run has at most MAX_STEPS steps"
+        );
+        L::LEN + 1
+    };
+
+    const ENDS: bool = S::ENDS;
 
     #[inline(always)]
-    fn run(&mut self, item: I, at: &Cell<usize>) -> Option<S::Out> {
-        let item = self.list.run(item, at)?;
-        let out = guarded(&mut self.step, item, L::LEN, at)?;
-        if S::FILTERS {
-            self.passed += 1;
-        }
+    fn run(&mut self, item: I, misses: &mut Misses<'_>, counts: &mut Counts) -> Option<S::Out> {
+        let item = self.list.run(item, misses, counts)?;
+        let out = guarded(&mut self.step, item, Self::LEN - 1, misses)?;
+        count::<L::Out, S>(counts, Self::LEN - 1);
         Some(out)
     }
 
     #[inline(always)]
-    fn run_last(&mut self, item: I, at: &Cell<usize>) -> Option<S::Out> {
-        let item = self.list.run(item, at)?;
-        guarded(&mut self.step, item, L::LEN, at)
+    fn run_last(
+        &mut self,
+        item: I,
+        misses: &mut Misses<'_>,
+        counts: &mut Counts,
+    ) -> Option<S::Out> {
+        let item = self.list.run(item, misses, counts)?;
+        guarded(&mut self.step, item, Self::LEN - 1, misses)
     }
 
-    fn take_passed(
-        &mut self,
+    fn passed(
+        &self,
         taken: u64,
         emitted: Option<u64>,
+        counts: &Counts,
         failed: &[u64],
         into: &mut Vec<u64>,
     ) -> u64 {
-        let before = self.list.take_passed(taken, None, failed, into);
-        let passed = passed_by(
-            S::FILTERS,
-            &mut self.passed,
-            before,
-            emitted,
-            failed,
-            L::LEN,
-        );
+        let before = self.list.passed(taken, None, counts, failed, into);
+        let passed = passed_by::<L::Out, S>(counts, before, emitted, failed, Self::LEN - 1);
         into.push(passed);
         passed
     }
@@ -217,10 +302,11 @@ impl<I, L: Steps<I>, S: Step<L::Out>> Steps<I> for Next<L, S> {
 /// and out and those it filtered. A recorder's chunk time
 /// (`pipeline_stage_chunk_seconds`) is the whole pass's, for each stage of
 /// the run, and the stages' spans are not entered (the pass is one loop).
-/// A panic in a step's closure fails that item in that stage (logged at
-/// `warn`, counted as failed, its message the stage's last error), and the
-/// pass goes on with the next item: the run's stages have no options, so
-/// their policy is the default, `ignore`.
+/// An item that a step fails (a `for_each` closure returning `Err`), or
+/// whose closure panics, fails in that stage (logged at `warn`, counted as
+/// failed, the error its last), and the pass goes on with the next item:
+/// the run's stages have no options, so their policy is the default,
+/// `ignore`. A run may end in a sink ([`Step::ENDS`]).
 ///
 /// `M` is what the chain before the run emits, `O` what the run emits.
 pub struct Composed<A, L, M, O> {
@@ -240,7 +326,7 @@ impl<A, S, M, O> Composed<A, First<S>, M, O> {
     pub fn new(upstream: A, step: S, stats: Arc<StageStats>) -> Self {
         Composed {
             upstream,
-            steps: First { step, passed: 0 },
+            steps: First { step },
             input: Vec::new(),
             stats: vec![stats],
             passed: Vec::new(),
@@ -266,11 +352,7 @@ impl<A, L, M, O> Composed<A, L, M, O> {
         all.push(stats);
         Composed {
             upstream,
-            steps: Next {
-                list: steps,
-                step,
-                passed: 0,
-            },
+            steps: Next { list: steps, step },
             input,
             stats: all,
             passed,
@@ -306,36 +388,50 @@ where
         }
         let started = self.stats[0].start_chunk();
         let before = out.len();
-        let at = Cell::new(0);
         self.failed.clear();
         self.failed.resize(self.stats.len(), 0);
-        let (steps, failed, stats) = (&mut self.steps, &mut self.failed, &self.stats);
+        let mut misses = Misses {
+            at: Cell::new(0),
+            failed: &mut self.failed,
+            stats: &self.stats,
+        };
+        let steps = &mut self.steps;
+        let mut counts: Counts = [0; MAX_STEPS];
         let mut rest = self.input.drain(..);
         // One `catch_unwind` per chunk, and one more per panic: the items
         // not yet taken stay in `rest`, outside the closure, and the pass
         // resumes with them.
         while let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| {
             for item in &mut rest {
-                if let Some(item) = steps.run_last(item, &at) {
+                if let Some(item) = steps.run_last(item, &mut misses, &mut counts) {
                     out.push(item);
                 }
             }
         })) {
-            let index = at.get();
-            failed[index] += 1;
-            let error = StageError::<Never>::Panicked(panic_message(&*panic));
-            let stage = stats[index].name();
-            tracing::warn!(stage, %error, "item failed; dropped");
-            stats[index].record_error(error);
+            misses.panicked(panic_message(&*panic));
         }
         drop(rest);
         let emitted = (out.len() - before) as u64;
         self.passed.clear();
-        self.steps
-            .take_passed(taken, Some(emitted), &self.failed, &mut self.passed);
+        self.steps.passed(
+            taken,
+            Some(emitted),
+            &counts,
+            &self.failed,
+            &mut self.passed,
+        );
         let mut items_in = taken;
-        for ((stats, &passed), &failed) in self.stats.iter().zip(&self.passed).zip(&self.failed) {
-            stats.record_chunk(items_in, passed, items_in - passed - failed, failed);
+        let last = self.stats.len() - 1;
+        for (k, ((stats, &passed), &failed)) in self
+            .stats
+            .iter()
+            .zip(&self.passed)
+            .zip(&self.failed)
+            .enumerate()
+        {
+            // A sink takes every item it does not fail, and emits nothing.
+            let items_out = if k == last && L::ENDS { 0 } else { passed };
+            stats.record_chunk(items_in, items_out, items_in - passed - failed, failed);
             stats.finish_chunk(started);
             items_in = passed;
         }

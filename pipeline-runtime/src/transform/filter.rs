@@ -79,10 +79,12 @@ impl<I, F: Clone> Clone for Filter<I, F> {
 /// [`Composed`](super::Composed)).
 impl<I, B: Into<bool>, F: FnMut(&I) -> B> super::Step<I> for Filter<I, F> {
     type Out = I;
+    type Error = Never;
+
     const FILTERS: bool = true;
 
     #[inline(always)]
-    fn step(&mut self, item: I) -> Option<Self::Out> {
-        (self.predicate)(&item).into().then_some(item)
+    fn step(&mut self, item: I) -> Result<Option<Self::Out>, Never> {
+        Ok((self.predicate)(&item).into().then_some(item))
     }
 }

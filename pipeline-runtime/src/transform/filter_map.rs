@@ -74,10 +74,12 @@ impl<I, F: Clone> Clone for FilterMap<I, F> {
 /// [`Composed`](super::Composed)).
 impl<I, O, F: FnMut(I) -> Option<O>> super::Step<I> for FilterMap<I, F> {
     type Out = O;
+    type Error = Never;
+
     const FILTERS: bool = true;
 
     #[inline(always)]
-    fn step(&mut self, item: I) -> Option<Self::Out> {
-        (self.f)(item)
+    fn step(&mut self, item: I) -> Result<Option<Self::Out>, Never> {
+        Ok((self.f)(item))
     }
 }

@@ -75,11 +75,13 @@ impl<I, F: Clone> Clone for Inspect<I, F> {
 /// [`Composed`](super::Composed)).
 impl<I, R, F: FnMut(&I) -> R> super::Step<I> for Inspect<I, F> {
     type Out = I;
+    type Error = Never;
+
     const FILTERS: bool = false;
 
     #[inline(always)]
-    fn step(&mut self, item: I) -> Option<Self::Out> {
+    fn step(&mut self, item: I) -> Result<Option<Self::Out>, Never> {
         (self.f)(&item);
-        Some(item)
+        Ok(Some(item))
     }
 }

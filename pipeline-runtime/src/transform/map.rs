@@ -68,10 +68,12 @@ impl<I, F: Clone> Clone for Map<I, F> {
 /// [`Composed`](super::Composed)).
 impl<I, O, F: FnMut(I) -> O> super::Step<I> for Map<I, F> {
     type Out = O;
+    type Error = Never;
+
     const FILTERS: bool = false;
 
     #[inline(always)]
-    fn step(&mut self, item: I) -> Option<Self::Out> {
-        Some((self.f)(item))
+    fn step(&mut self, item: I) -> Result<Option<Self::Out>, Never> {
+        Ok(Some((self.f)(item)))
     }
 }

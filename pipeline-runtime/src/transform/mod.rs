@@ -11,7 +11,7 @@ mod inspect;
 mod map;
 mod then;
 
-pub use compose::{Composed, First, Next, Step, Steps};
+pub use compose::{Composed, Counts, First, MAX_STEPS, Misses, Next, Step, Steps};
 pub use filter::{Filter, filter};
 pub use filter_map::{FilterMap, filter_map};
 pub use flat_map::{FlatMap, flat_map};
