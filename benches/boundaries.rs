@@ -47,6 +47,9 @@ trait Work: Copy + Send + Sync + 'static {
     /// Items per run (the per-item variant runs on a tenth).
     const ITEMS: u64;
 
+    /// Whether W2's "at least 50x faster than per-item channels" applies.
+    const PER_ITEM_TARGET: bool;
+
     fn map_step(x: u64) -> u64;
 
     fn keep(x: &u64) -> bool;
@@ -58,6 +61,7 @@ struct Cheap;
 
 impl Work for Cheap {
     const ITEMS: u64 = N;
+    const PER_ITEM_TARGET: bool = true;
 
     #[inline]
     fn map_step(x: u64) -> u64 {
@@ -85,6 +89,7 @@ fn hash40(x: u64) -> u64 {
 
 impl Work for Heavy {
     const ITEMS: u64 = N / 10;
+    const PER_ITEM_TARGET: bool = false;
 
     #[inline]
     fn map_step(x: u64) -> u64 {
@@ -378,10 +383,16 @@ fn table<W: Work>(title: &str, current_thread: &Runtime, multi_thread: &Runtime)
         "best pipeline! / hand-wired batched: {vs_batched:.2}x (target: at most 1.0x): {}",
         if vs_batched <= 1.0 { "met" } else { "missed" }
     );
-    println!(
-        "hand-wired per-item / best pipeline!: {vs_per_item:.1}x (target: at least 50x): {}",
-        if vs_per_item >= 50.0 { "met" } else { "missed" }
-    );
+    // The 50x target is W2's, for stages that cost next to nothing: with
+    // costly stages the work, not the boundary, sets every variant's pace.
+    if W::PER_ITEM_TARGET {
+        println!(
+            "hand-wired per-item / best pipeline!: {vs_per_item:.1}x (target: at least 50x): {}",
+            if vs_per_item >= 50.0 { "met" } else { "missed" }
+        );
+    } else {
+        println!("hand-wired per-item / best pipeline!: {vs_per_item:.1}x (no target)");
+    }
     println!();
 }
 
