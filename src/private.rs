@@ -709,8 +709,9 @@ where
     Fuse::with_options_cloning(upstream, stage, stats, options)
 }
 
-// Keyed accumulation: an accumulate node heads its own segment, fed by an
-// edge, so that it can wake on its deadlines when no input arrives.
+// Keyed accumulation: an accumulate node with deadlines heads its own
+// segment, fed by an edge, so that it can wake on them when no input
+// arrives; one without is fused after the chain before it (`_after`).
 
 pub use pipeline_runtime::accumulate::{
     ACCUMULATE_CHUNK, AccumulateHead, Accumulator, NoSpill, Policy as AccumulatePolicy, Pulled,

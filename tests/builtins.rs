@@ -228,3 +228,41 @@ async fn a_sink_ending_a_run_of_builtins_fails_its_bad_items_and_takes_the_rest(
     );
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn a_panic_in_a_filter_inside_a_run_fails_that_item_and_counts_the_others() {
+    // The filter is neither first nor last in its run, so its counts are
+    // the run's own, not derived from what the run emitted.
+    let out = Collected::new();
+    let report = pipeline! {
+        iter(0..100u64)
+            >> map(|x| x + 1)
+            >> filter(|x: &u64| {
+                assert!(*x != 50, "fifty");
+                x.is_multiple_of(2)
+            })
+            >> map(|x| x * 10)
+            >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    let expected: Vec<u64> = (1..=100u64)
+        .filter(|x| *x != 50 && x.is_multiple_of(2))
+        .map(|x| x * 10)
+        .collect();
+    assert_eq!(out.take(), expected);
+    let filter = report.stage("filter").unwrap();
+    assert_eq!(
+        (
+            filter.items_in,
+            filter.items_out,
+            filter.filtered,
+            filter.failed
+        ),
+        (100, 49, 50, 1)
+    );
+    let second = report.stage("map#2").unwrap();
+    assert_eq!((second.items_in, second.items_out), (49, 49));
+    assert!(report.is_balanced(), "{report}");
+}

@@ -14,8 +14,9 @@
 //! A segment ends in a sink (driven by `drive`), or in an outlet that
 //! ships its chunks into the edges of the segments it feeds (`drive_into`).
 //! Segments are emitted in dependency order, so an edge's item type is
-//! known from its producer before any consumer's closure needs it. All
-//! segments run concurrently in the pipeline's task.
+//! known from its producer before any consumer's closure needs it. The
+//! segments go to `Pipeline::segmented`: run, they share the caller's
+//! task; spawned, each is a task of its own.
 //!
 //! Every user expression is re-emitted with its own spans, so type errors
 //! land on the user's tokens. When validation failed, the segments that had
@@ -1003,14 +1004,21 @@ impl<'a> Wiring<'a> {
     }
 
     /// The items per chunk that the head of `node`'s segment reads: more
-    /// when the segment ends in a fused accumulation.
+    /// when it feeds a fused accumulation through nothing but cheap
+    /// built-ins (`map`, `filter`, `filter_map`, `inspect`), so that a
+    /// costly or async stage on the way does not get chunks eight times
+    /// larger in flight.
     fn chunk_of(&self, head: NodeIndex) -> TokenStream {
         let private = private_path();
         let accumulates = self.segment_of.get(&head).is_some_and(|&index| {
-            self.segments[index]
-                .nodes
+            let nodes = &self.segments[index].nodes;
+            let Some(at) = nodes
                 .iter()
-                .any(|&node| self.graph.node(node).kind == Kind::Accumulator)
+                .position(|&node| self.graph.node(node).kind == Kind::Accumulator)
+            else {
+                return false;
+            };
+            nodes[1..at].iter().all(|&node| self.composable(node))
         });
         if accumulates {
             quote!(#private::ACCUMULATE_CHUNK)
@@ -1407,11 +1415,6 @@ pub(crate) fn pipeline_parallel_applies(graph: &Graph, node: NodeIndex) -> bool 
         && !matches!(&n.ast.target, Target::Builtin { builtin, .. } if builtin.name == "through")
 }
 
-/// The fan-outs whose branches all merge back into one node with nothing
-/// on the way that needs an edge of its own: no option on the way, no
-/// accumulator, branch or parallel stage, no bare-named stage (whose
-/// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
-/// see), and the merge node fed by these branches alone.
 /// Whether a stage is composed with its neighbours into one pass.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Composing {
@@ -1445,6 +1448,11 @@ fn has_deadlines(graph: &Graph, node: NodeIndex) -> bool {
     }
 }
 
+/// The fan-outs whose branches all merge back into one node with nothing
+/// on the way that needs an edge of its own: no option on the way, no
+/// accumulator, branch or parallel stage, no bare-named stage (whose
+/// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
+/// see), and the merge node fed by these branches alone.
 fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, DiamondPlan> {
     let own_edge = |node: NodeIndex| {
         verdict

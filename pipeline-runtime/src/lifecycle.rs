@@ -34,7 +34,7 @@ use crate::metrics::{
     DEFAULT_PIPELINE_NAME, EdgeReport, EdgeStats, Report, StageReport, StageState, StageStats,
     StageStatus,
 };
-pub use crate::segments::{Body, SegmentList, Segments, SpawnBody, SpawnList};
+pub use crate::segments::{Abort, Body, SegmentList, Segments, SpawnBody, SpawnList};
 
 /// The stop signal shared by a pipeline's tasks.
 #[derive(Debug, Clone, Default)]
@@ -214,7 +214,8 @@ impl<B: Body> Pipeline<B> {
         let stages = Arc::clone(&self.stages);
         let edges = Arc::clone(&self.edges);
         let task_control = control.clone();
-        let body = self.body.spawn(control.clone());
+        let abort = Abort::new();
+        let body = self.body.spawn(control.clone(), abort.clone());
         let task = tokio::spawn(async move {
             let result = body.await;
             settle(&stages, &result);
@@ -228,6 +229,7 @@ impl<B: Body> Pipeline<B> {
             stages: self.stages,
             edges: self.edges,
             graph: self.graph,
+            abort,
             task,
         }
     }
@@ -302,6 +304,7 @@ pub struct PipelineHandle {
     stages: Arc<[Arc<StageStats>]>,
     edges: Arc<[Arc<EdgeStats>]>,
     graph: PipelineGraph,
+    abort: Abort,
     task: JoinHandle<Result<Report, Error>>,
 }
 
@@ -315,9 +318,10 @@ impl PipelineHandle {
 
     /// Stops immediately: items in flight are dropped and `close` hooks do
     /// not run. [`join`](PipelineHandle::join) then returns
-    /// [`Error::Aborted`].
+    /// [`Error::Aborted`], once every task of the pipeline (one per
+    /// segment) has stopped.
     pub fn abort(&self) {
-        self.task.abort();
+        self.abort.raise();
     }
 
     /// The state of every stage now, in the order they appear in the

@@ -3,7 +3,9 @@
 //! their own when spawned.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::chain::join;
@@ -23,7 +25,40 @@ pub trait Body {
 pub trait SpawnBody: Send + 'static {
     /// Starts the work; the future returned ends with it. Spawning tasks
     /// of its own is up to the body: [`Segments`] spawns one per segment.
-    fn spawn(self, control: Control) -> impl Future<Output = Result<(), Error>> + Send + 'static;
+    /// When `abort` is raised, the future ends the work, with every task
+    /// it spawned stopped, and returns [`Error::Aborted`].
+    fn spawn(
+        self,
+        control: Control,
+        abort: Abort,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static;
+}
+
+/// The abort signal of a spawned pipeline, raised by
+/// [`PipelineHandle::abort`](crate::lifecycle::PipelineHandle::abort).
+///
+/// The body that gets it stops its work when it is raised, and returns
+/// only once every task it spawned has stopped, so that nothing changes a
+/// counter after the run has ended.
+#[derive(Debug, Clone, Default)]
+pub struct Abort(Arc<Notify>);
+
+impl Abort {
+    /// A signal not yet raised.
+    pub fn new() -> Self {
+        Abort::default()
+    }
+
+    /// Raises the signal; a body waiting for it, or the next to wait,
+    /// sees it.
+    pub fn raise(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits until the signal is raised.
+    pub async fn raised(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// A closure is a body of one part.
@@ -37,14 +72,25 @@ where
     }
 }
 
-/// Spawned, a closure's future is the whole task.
+/// Spawned, a closure's future is the whole task; an abort drops it.
 impl<F, Fut> SpawnBody for F
 where
     F: FnOnce(Control) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), Error>> + Send + 'static,
 {
-    fn spawn(self, control: Control) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        self(control)
+    fn spawn(
+        self,
+        control: Control,
+        abort: Abort,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let work = self(control);
+        async move {
+            tokio::select! {
+                biased;
+                () = abort.raised() => Err(Error::Aborted),
+                result = work => result,
+            }
+        }
     }
 }
 
@@ -111,36 +157,48 @@ impl<L: SegmentList> Body for Segments<L> {
 
 /// Each segment is a task: the runtime may run them on different cores.
 impl<L: SpawnList> SpawnBody for Segments<L> {
-    fn spawn(self, control: Control) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+    fn spawn(
+        self,
+        control: Control,
+        abort: Abort,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let mut tasks = JoinSet::new();
         self.0.spawn_into(&control, &mut tasks);
-        join_tasks(tasks)
+        join_tasks(tasks, abort)
     }
 }
 
 /// Waits for every task, with [`join`]'s rules: an error that drains the
 /// pipeline ([`Error::ItemFailed`]) lets the others finish, then the first
-/// is returned; any other error, or a task that panicked, ends the others
-/// at once (dropping the set aborts them) and is returned. A segment's
-/// task is only ever cancelled with the set, so a cancelled task is an
-/// abort.
-async fn join_tasks(mut tasks: JoinSet<Result<(), Error>>) -> Result<(), Error> {
+/// is returned; any other error, a task that panicked, or `abort` raised,
+/// ends the others at once and is returned. Either way it returns only
+/// once every task has stopped: a task still running could change
+/// counters after the run was reported.
+async fn join_tasks(mut tasks: JoinSet<Result<(), Error>>, abort: Abort) -> Result<(), Error> {
     let mut draining = None;
-    while let Some(done) = tasks.join_next().await {
+    let result = loop {
+        let done = tokio::select! {
+            biased;
+            () = abort.raised() => break Err(Error::Aborted),
+            done = tasks.join_next() => done,
+        };
         match done {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) if error.drains() => {
+            None => break draining.map_or(Ok(()), Err),
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(error))) if error.drains() => {
                 draining.get_or_insert(error);
             }
-            Ok(Err(error)) => return Err(error),
-            Err(join) if join.is_panic() => {
+            Some(Ok(Err(error))) => break Err(error),
+            Some(Err(join)) if join.is_panic() => {
                 let message = panic_message(&*join.into_panic());
-                return Err(Error::Panicked { message });
+                break Err(Error::Panicked { message });
             }
-            Err(_) => return Err(Error::Aborted),
+            // Only the set cancels its tasks, when it is dropped.
+            Some(Err(_)) => break Err(Error::Aborted),
         }
-    }
-    draining.map_or(Ok(()), Err)
+    };
+    tasks.shutdown().await;
+    result
 }
 
 #[cfg(test)]
@@ -151,6 +209,15 @@ mod tests {
 
     use super::*;
     use crate::lifecycle::Pipeline;
+
+    /// Sets its flag when dropped: when the future holding it is gone.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spawned_segments_run_at_the_same_time_on_different_threads() {
@@ -163,7 +230,14 @@ mod tests {
         let segment = |mine: Arc<AtomicBool>, theirs: Arc<AtomicBool>| {
             move |_: Control| async move {
                 mine.store(true, Ordering::SeqCst);
+                // Spinning, so as not to give the thread to the other
+                // segment; with a deadline, so that a regression fails
+                // rather than hangs.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
                 while !theirs.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() > deadline {
+                        return Err(Error::Invalid);
+                    }
                     std::thread::yield_now();
                 }
                 Ok(())
@@ -173,20 +247,29 @@ mod tests {
             Vec::new(),
             (segment(Arc::clone(&a), Arc::clone(&b)), (segment(b, a), ())),
         );
-        let joined = tokio::time::timeout(Duration::from_secs(10), pipeline.spawn().join()).await;
-        assert!(joined.expect("both segments ran at once").is_ok());
+        let joined = pipeline.spawn().join().await;
+        assert!(joined.is_ok(), "both segments ran at once: {joined:?}");
     }
 
     #[tokio::test]
     async fn a_failing_segment_task_ends_the_others_and_a_draining_one_waits_for_them() {
         let failed = |error: Error| move |_: Control| async move { Err::<(), _>(error) };
-        let forever = |_: Control| std::future::pending::<Result<(), Error>>();
-        let pipeline = Pipeline::segmented(Vec::new(), (failed(Error::Aborted), (forever, ())));
-        let ended = tokio::time::timeout(Duration::from_secs(10), pipeline.spawn().join()).await;
-        assert!(matches!(
-            ended.expect("the other task was ended"),
-            Err(Error::Aborted)
-        ));
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = Dropped(Arc::clone(&ended));
+        let forever = move |_: Control| async move {
+            let _flag = flag;
+            std::future::pending::<Result<(), Error>>().await
+        };
+        let pipeline = Pipeline::segmented(Vec::new(), (failed(Error::Invalid), (forever, ())));
+        let result = tokio::time::timeout(Duration::from_secs(10), pipeline.spawn().join()).await;
+        assert!(
+            matches!(result.expect("the run ended"), Err(Error::Invalid)),
+            "the failing segment's own error"
+        );
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "the other segment's task had stopped when the run ended"
+        );
 
         let item_failed = Error::ItemFailed {
             stage: "check",
@@ -223,6 +306,38 @@ mod tests {
         assert!(
             matches!(&result, Err(Error::Panicked { message }) if message == "segment fell over"),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abort_returns_once_every_segment_task_has_stopped() {
+        // The segment is busy in a long poll on a worker thread when the
+        // abort comes: `join` must wait for that poll to end and the
+        // segment's future to be dropped.
+        let started = Arc::new(AtomicBool::new(false));
+        let running = Arc::clone(&started);
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = Dropped(Arc::clone(&ended));
+        let busy = move |_: Control| async move {
+            let _flag = flag;
+            running.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            std::future::pending::<Result<(), Error>>().await
+        };
+        let idle = |_: Control| std::future::pending::<Result<(), Error>>();
+        let handle = Pipeline::segmented(Vec::new(), (busy, (idle, ()))).spawn();
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        handle.abort();
+        let result = tokio::time::timeout(Duration::from_secs(10), handle.join()).await;
+        assert!(matches!(
+            result.expect("the run ended"),
+            Err(Error::Aborted)
+        ));
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "no segment task outlived the run"
         );
     }
 

@@ -1294,8 +1294,10 @@ where
     S: FnMut(&T) -> u64,
     I: Intake<T>,
 {
-    /// An accumulation reading chunks of about `chunk` items from `rx`,
-    /// gathering them with `accumulator` under `policy`, measuring items
+    /// An accumulation taking its items from `intake` (an edge's receiver,
+    /// read in chunks of about `chunk` items, or a [`Pulled`](super::Pulled)
+    /// chain, read in the chain's own chunks), gathering them with
+    /// `accumulator` under `policy`, measuring items
     /// with `size` (for `max_bytes` and batch byte totals;
     /// [`default_size`] if none is given), counting into `stats`.
     ///
@@ -1592,15 +1594,20 @@ mod tests {
     use crate::accumulate::BatchState;
 
     /// The per-key memory every item touches: a map entry of
-    /// `accumulate(key = |x: &Item| x.key)` (a `u32` key, 16-byte items) is
-    /// the key, its `seq` and the batch (its `Vec` and byte total), nothing
-    /// else (the window start is kept apart, by `seq`); a state the engine
-    /// counts has its counts beside it.
+    /// `accumulate(key = |x: &Item| x.key)` (a `u32` key, 16-byte items
+    /// measured by their size) is the key, its `seq` and the batch's `Vec`,
+    /// nothing else (the window start is kept apart, by `seq`; the byte
+    /// total is the length times the item size): 32 bytes, as in a
+    /// hand-written `HashMap<u32, Vec<T>>`. A batch that keeps a byte total
+    /// (`max_bytes` or `size`) is 8 bytes more; a state the engine counts
+    /// has its counts beside it.
     #[test]
-    fn a_batch_entry_is_40_bytes() {
-        type State = BatchState<(u32, u64)>;
-        assert_eq!(size_of::<(Keyed<u32>, Bare<State>)>(), 40);
-        assert_eq!(size_of::<(Keyed<u32>, Counted<State>)>(), 56);
+    fn a_batch_entry_is_32_bytes_and_40_with_a_byte_total() {
+        type Fixed = BatchState<(u32, u64), crate::accumulate::FixedSize>;
+        type Summed = BatchState<(u32, u64)>;
+        assert_eq!(size_of::<(Keyed<u32>, Bare<Fixed>)>(), 32);
+        assert_eq!(size_of::<(Keyed<u32>, Bare<Summed>)>(), 40);
+        assert_eq!(size_of::<(Keyed<u32>, Counted<Summed>)>(), 56);
         assert_eq!(size_of::<(Keyed<u32>, Counted<Vec<u8>>)>(), 48);
     }
 }

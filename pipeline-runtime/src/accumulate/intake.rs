@@ -28,7 +28,8 @@ pub trait Intake<T> {
     /// Initialises whatever produces the items.
     fn init(&mut self) -> impl Future<Output = Result<(), Error>>;
 
-    /// Appends the next chunk of about `max` items to `out`. Returns
+    /// Appends the next chunk to `out`: about `max` items from an edge,
+    /// a chunk of the chain's own size from a [`Pulled`] chain. Returns
     /// `Ok(false)` (with nothing appended) once the input has ended.
     fn take(
         &mut self,

@@ -1,5 +1,6 @@
 //! Item-major runs of synchronous built-ins: adjacent `map`, `filter`,
-//! `filter_map` and `inspect` composed into one pass over a chunk.
+//! `filter_map` and `inspect`, and a synchronous `for_each` ending them,
+//! composed into one pass over a chunk.
 //!
 //! A [`Fuse`](crate::chain::Fuse) per stage runs stage-major: each stage
 //! makes its own pass over the chunk and writes its own output chunk. For
@@ -44,7 +45,9 @@ pub trait Step<I> {
 
     /// Whether it may pass nothing on for an item (a `filter`); if not,
     /// its count of items passed on is its count of items in (less those
-    /// it failed), and is not kept per item.
+    /// it failed), and is not kept per item. A step that says it does not
+    /// filter must return `Ok(Some(..))` for every item it does not fail
+    /// (or be a sink, [`ENDS`](Step::ENDS)): the counts rely on it.
     const FILTERS: bool;
 
     /// Whether it is a sink (`for_each`): it takes every item and passes
@@ -67,6 +70,9 @@ pub struct Misses<'a> {
     stats: &'a [Arc<StageStats>],
 }
 
+/// `Misses::at` when no step is panicking.
+const NO_STEP: usize = usize::MAX;
+
 impl Misses<'_> {
     /// Counts, logs and records an item that step `index` failed.
     #[cold]
@@ -74,15 +80,26 @@ impl Misses<'_> {
     fn fail(&mut self, index: usize, error: &dyn fmt::Display) {
         if let (Some(failed), Some(stats)) = (self.failed.get_mut(index), self.stats.get(index)) {
             *failed += 1;
+            // Formatting runs the error's `Display`, the user's code: if
+            // that panics, the item is already counted, and must not be
+            // charged again to the step that last panicked.
+            self.at.set(NO_STEP);
             tracing::warn!(stage = stats.name(), %error, "item failed; dropped");
             stats.record_error(error);
         }
     }
 
-    /// [`fail`](Misses::fail) for the item whose step just panicked.
+    /// [`fail`](Misses::fail) for the item whose step just panicked; a
+    /// panic outside any step (in an error's `Display`) is only logged,
+    /// its item having been counted already.
     fn panicked(&mut self, message: String) {
+        let index = self.at.replace(NO_STEP);
         let error = StageError::<Never>::Panicked(message);
-        self.fail(self.at.get(), &error);
+        if index == NO_STEP {
+            tracing::warn!(%error, "a panic while an item's failure was reported");
+            return;
+        }
+        self.fail(index, &error);
     }
 }
 
@@ -188,7 +205,7 @@ fn passed_by<I, S: Step<I>>(
     match emitted {
         Some(emitted) if !S::ENDS => emitted,
         _ if S::FILTERS => counts.get(index).copied().unwrap_or(0),
-        _ => before - failed.get(index).copied().unwrap_or(0),
+        _ => before.saturating_sub(failed.get(index).copied().unwrap_or(0)),
     }
 }
 
@@ -391,7 +408,7 @@ where
         self.failed.clear();
         self.failed.resize(self.stats.len(), 0);
         let mut misses = Misses {
-            at: Cell::new(0),
+            at: Cell::new(NO_STEP),
             failed: &mut self.failed,
             stats: &self.stats,
         };
@@ -431,7 +448,8 @@ where
         {
             // A sink takes every item it does not fail, and emits nothing.
             let items_out = if k == last && L::ENDS { 0 } else { passed };
-            stats.record_chunk(items_in, items_out, items_in - passed - failed, failed);
+            let filtered = items_in.saturating_sub(passed).saturating_sub(failed);
+            stats.record_chunk(items_in, items_out, filtered, failed);
             stats.finish_chunk(started);
             items_in = passed;
         }
