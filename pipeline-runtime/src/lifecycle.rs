@@ -154,6 +154,57 @@ impl<L: SegmentList> Pipeline<Segments<L>> {
     /// `segments`, `(first, (second, (.., ())))`, each a closure that
     /// starts one part (a fused chain, in `pipeline!`): run, they share
     /// the calling task; spawned, each is a task of its own.
+    ///
+    /// Two chains joined by an edge, by hand:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use pipeline_runtime::chain::{Head, drive_into};
+    /// use pipeline_runtime::channel::edge;
+    /// use pipeline_runtime::fan::{Broadcast, Inlet, Output};
+    /// use pipeline_runtime::graph::NodeKind;
+    /// use pipeline_runtime::io::iter;
+    /// use pipeline_runtime::lifecycle::{Control, Pipeline};
+    /// use pipeline_runtime::metrics::{EdgeStats, StageStats};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let source = Arc::new(StageStats::new("iter", NodeKind::Source));
+    /// let (tx, rx) = edge::<u32>(1024, 512);
+    /// let edge_stats = Arc::new(EdgeStats::new("iter", "sum", None));
+    /// let producer = {
+    ///     let stats = Arc::clone(&source);
+    ///     move |control: Control| {
+    ///         let chain = Head::new(iter(1..=100u32), stats, 512);
+    ///         drive_into(chain, Broadcast::new(vec![Output::new(tx, edge_stats)]), control)
+    ///     }
+    /// };
+    /// let total = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    /// let sum = Arc::clone(&total);
+    /// let consumer = move |control: Control| async move {
+    ///     let mut chain = Inlet::new(rx, 512);
+    ///     let mut out = Vec::new();
+    ///     use pipeline_runtime::chain::Chain;
+    ///     use pipeline_runtime::stage::Pull;
+    ///     loop {
+    ///         let pull = chain.pull(&mut out, &control).await?;
+    ///         let chunk: u32 = out.drain(..).sum();
+    ///         sum.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+    ///         if pull == Pull::Done {
+    ///             return Ok(());
+    ///         }
+    ///     }
+    /// };
+    /// let report = Pipeline::segmented(vec![source], (producer, (consumer, ())))
+    ///     .spawn()
+    ///     .join()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 5050);
+    /// assert_eq!(report.stage("iter").unwrap().items_out, 100);
+    /// # }
+    /// ```
     pub fn segmented(stages: Vec<Arc<StageStats>>, segments: L) -> Self {
         Pipeline::with_body(stages, Segments(segments))
     }

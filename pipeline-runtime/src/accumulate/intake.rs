@@ -66,6 +66,42 @@ impl<T> Intake<T> for EdgeReceiver<T> {
 /// the input here just as it would close an edge, so the accumulation
 /// still lets go of its open states; the error is returned by
 /// [`close`](Intake::close). Any other error is returned at once.
+///
+/// An accumulation pulling a source directly, by hand:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use pipeline_runtime::accumulate::{AccumulateHead, Policy, Pulled, batch_by, default_size};
+/// use pipeline_runtime::chain::{Chain, Head};
+/// use pipeline_runtime::graph::NodeKind;
+/// use pipeline_runtime::io::iter;
+/// use pipeline_runtime::lifecycle::Control;
+/// use pipeline_runtime::metrics::StageStats;
+/// use pipeline_runtime::stage::Pull;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let stats = |name, kind| Arc::new(StageStats::new(name, kind));
+/// let source = Head::new(iter(0..10u32), stats("iter", NodeKind::Source), 4);
+/// let policy = Policy {
+///     max_items: Some(3),
+///     ..Policy::default()
+/// };
+/// let by_parity = batch_by(|n: &u32| n % 2);
+/// let acc = stats("acc", NodeKind::Accumulator);
+/// let mut grouped =
+///     AccumulateHead::new(Pulled::new(source), by_parity, default_size, policy, acc, 4);
+/// grouped.init().await.unwrap();
+/// let (control, mut batches) = (Control::new(), Vec::new());
+/// while grouped.pull(&mut batches, &control).await.unwrap() == Pull::More {}
+/// grouped.close().await.unwrap();
+/// let mut groups: Vec<Vec<u32>> = batches.into_iter().map(|b| b.into_items()).collect();
+/// groups.sort();
+/// // Full batches of 3 as they fill, the rest when the source ends.
+/// assert_eq!(groups, [vec![0, 2, 4], vec![1, 3, 5], vec![6, 8], vec![7, 9]]);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Pulled<C> {
     chain: C,

@@ -326,6 +326,33 @@ impl<I, L: Steps<I>, S: Step<L::Out>> Steps<I> for Next<L, S> {
 /// `ignore`. A run may end in a sink ([`Step::ENDS`]).
 ///
 /// `M` is what the chain before the run emits, `O` what the run emits.
+///
+/// `map >> filter >> for_each` as one pass, by hand:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use pipeline_runtime::chain::{Head, drive};
+/// use pipeline_runtime::graph::NodeKind;
+/// use pipeline_runtime::io::{for_each, iter};
+/// use pipeline_runtime::lifecycle::Control;
+/// use pipeline_runtime::metrics::StageStats;
+/// use pipeline_runtime::transform::{Composed, filter, map};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let stats = |name, kind| Arc::new(StageStats::new(name, kind));
+/// let (double, small) = (stats("map", NodeKind::Transform), stats("filter", NodeKind::Transform));
+/// let mut seen = Vec::new();
+/// let head = Head::new(iter(0..10u64), stats("iter", NodeKind::Source), 512);
+/// let run = Composed::new(head, map(|x: u64| x * 2), Arc::clone(&double))
+///     .then(filter(|x: &u64| *x < 10), Arc::clone(&small))
+///     .then(for_each(|x: u64| seen.push(x)), stats("for_each", NodeKind::Sink));
+/// drive(run, Control::new()).await.unwrap();
+/// assert_eq!(seen, [0, 2, 4, 6, 8]);
+/// assert_eq!((small.items_in(), small.items_out(), small.filtered()), (10, 5, 5));
+/// # }
+/// ```
 pub struct Composed<A, L, M, O> {
     upstream: A,
     steps: L,
@@ -338,7 +365,11 @@ pub struct Composed<A, L, M, O> {
     _out: PhantomData<fn() -> O>,
 }
 
-impl<A, S, M, O> Composed<A, First<S>, M, O> {
+impl<A, S> Composed<A, First<S>, A::Out, S::Out>
+where
+    A: Outputs,
+    S: Step<A::Out>,
+{
     /// `upstream >> step`, the first step of a run, counting into `stats`.
     pub fn new(upstream: A, step: S, stats: Arc<StageStats>) -> Self {
         Composed {
@@ -354,9 +385,12 @@ impl<A, S, M, O> Composed<A, First<S>, M, O> {
 }
 
 impl<A, L, M, O> Composed<A, L, M, O> {
-    /// The run followed by one more step, which emits `P`, counting into
-    /// `stats`.
-    pub fn then<S, P>(self, step: S, stats: Arc<StageStats>) -> Composed<A, Next<L, S>, M, P> {
+    /// The run followed by one more step, counting into `stats`.
+    pub fn then<S: Step<O>>(
+        self,
+        step: S,
+        stats: Arc<StageStats>,
+    ) -> Composed<A, Next<L, S>, M, S::Out> {
         let Composed {
             upstream,
             steps,
