@@ -26,14 +26,14 @@
 //! * the library is `iter(items) >> accumulate(key = .., max_items = 100) >>
 //!   for_each(..)` on a current-thread tokio runtime. With no deadline to
 //!   wake for (no `max_latency`, no `ttl`), the accumulate node is fused
-//!   into the source's chain and pulls it directly, in chunks of
-//!   `ACCUMULATE_CHUNK` (4,096) items, with no edge between them;
+//!   into the source's chain and pulls it directly, in long chunks of
+//!   4,096 items (`Head::with_long_chunks`), with no edge between them;
 //! * diagnostic rows, not targets: the baseline with map entries of 40
 //!   bytes, a byte total added to per item, as the runtime's are when it
 //!   keeps one (with `max_bytes` or a `size` function; 32 bytes here,
 //!   as the baseline's) (`hand_written_runtime_entries`); the baseline
 //!   reading its input copied into chunks, of 512 items (`DEFAULT_CHUNK`)
-//!   and of 4,096 (`ACCUMULATE_CHUNK`), as the `pipeline!`'s source does
+//!   and of 4,096 (a long chunk), as the `pipeline!`'s source does
 //!   (`hand_written_in_chunks`); and the `pipeline!` with an edge into the
 //!   accumulation (`#[buffer = 16384]`), as it was before it was fused.
 //!
@@ -188,7 +188,7 @@ fn hand_written_runtime_entries(items: Vec<Item>) -> Outcome {
 /// A diagnostic, not a target: the baseline, reading its input through
 /// chunks of `CHUNK` items, each copied out of the input into a fresh
 /// `Vec` before it is grouped, as the `pipeline!`'s source does (with
-/// 4,096, `ACCUMULATE_CHUNK`; 512, `DEFAULT_CHUNK`, is what it read before
+/// 4,096, a long chunk; 512, `DEFAULT_CHUNK`, is what it read before
 /// the accumulation was fused).
 fn hand_written_in_chunks<const CHUNK: usize>(items: Vec<Item>) -> Outcome {
     let mut open: HashMap<u32, Vec<Item>, foldhash::fast::RandomState> = HashMap::default();

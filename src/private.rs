@@ -135,6 +135,12 @@ where
     Fuse::new(upstream, stage, stats)
 }
 
+/// A segment's head that reads long chunks (see
+/// [`Head::with_long_chunks`]).
+pub fn long_chunks<S: Source>(head: Head<S>) -> Head<S> {
+    head.with_long_chunks()
+}
+
 /// `upstream >> step`, the first of a run of adjacent synchronous
 /// built-ins composed into one pass.
 #[allow(clippy::type_complexity)]
@@ -714,8 +720,8 @@ where
 // arrives; one without is fused after the chain before it (`_after`).
 
 pub use pipeline_runtime::accumulate::{
-    ACCUMULATE_CHUNK, AccumulateHead, Accumulator, NoSpill, Policy as AccumulatePolicy, Pulled,
-    SpillPolicy, Unfinished,
+    AccumulateHead, Accumulator, NoSpill, Policy as AccumulatePolicy, Pulled, SpillPolicy,
+    Unfinished,
 };
 pub use std::time::Duration;
 

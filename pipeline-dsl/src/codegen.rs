@@ -486,9 +486,8 @@ impl<'a> Wiring<'a> {
             } else {
                 let rx = self.receiver_var(head);
                 let private = private_path();
-                let chunk = self.chunk_of(head);
                 code.extend(quote! {
-                    let #chain = #private::inlet(#rx, #chunk);
+                    let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
                 });
             }
         } else {
@@ -605,9 +604,8 @@ impl<'a> Wiring<'a> {
         } else if segment.inlet {
             let rx = self.receiver_var(head);
             let private = private_path();
-            let chunk = self.chunk_of(head);
             code.extend(quote! {
-                let #chain = #private::inlet(#rx, #chunk);
+                let #chain = #private::inlet(#rx, #private::DEFAULT_CHUNK);
             });
         } else {
             if !verdict.ok(head) {
@@ -996,35 +994,44 @@ impl<'a> Wiring<'a> {
         let chain = local("__pipeline_chain", span);
         let stats = local(&self.stats_var(node).to_string(), span);
         let expr = head_expr(self.graph.node(node));
-        let chunk = self.chunk_of(node);
-        quote_spanned! {here=>
+        let mut code = quote_spanned! {here=>
             let #source = #expr;
-            let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #chunk);
+            let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #private_here::DEFAULT_CHUNK);
+        };
+        if self.long_chunks(node) {
+            let private = private_path();
+            code.extend(quote! { let #chain = #private::long_chunks(#chain); });
         }
+        code
     }
 
-    /// The items per chunk that the head of `node`'s segment reads: more
-    /// when it feeds a fused accumulation through nothing but cheap
-    /// built-ins (`map`, `filter`, `filter_map`, `inspect`), so that a
-    /// costly or async stage on the way does not get chunks eight times
-    /// larger in flight.
-    fn chunk_of(&self, head: NodeIndex) -> TokenStream {
-        let private = private_path();
-        let accumulates = self.segment_of.get(&head).is_some_and(|&index| {
-            let nodes = &self.segments[index].nodes;
-            let Some(at) = nodes
-                .iter()
-                .position(|&node| self.graph.node(node).kind == Kind::Accumulator)
-            else {
-                return false;
-            };
-            nodes[1..at].iter().all(|&node| self.composable(node))
-        });
-        if accumulates {
-            quote!(#private::ACCUMULATE_CHUNK)
-        } else {
-            quote!(#private::DEFAULT_CHUNK)
+    /// Whether the head of `node`'s segment reads long chunks
+    /// (`Head::with_long_chunks`): when nothing but cheap built-ins
+    /// (`map`, `filter`, `filter_map`, `inspect`) follow it, up to a fused
+    /// accumulation or a composed `for_each` that ends the segment. Such a
+    /// chain does little per item, and reading its input in longer runs
+    /// was measured to pay (`BENCHMARKS.md`); a stage of the user's, an
+    /// async one or an edge after it keeps chunks of 512.
+    fn long_chunks(&self, head: NodeIndex) -> bool {
+        let Some(&index) = self.segment_of.get(&head) else {
+            return false;
+        };
+        let nodes = &self.segments[index].nodes;
+        if nodes.iter().any(|node| self.diamonds.contains_key(node)) {
+            return false;
         }
+        for (i, &node) in nodes.iter().enumerate().skip(1) {
+            if self.graph.node(node).kind == Kind::Accumulator {
+                return true;
+            }
+            if !self.composable(node) {
+                return false;
+            }
+            if i + 1 == nodes.len() {
+                return self.graph.node(node).kind == Kind::Sink;
+            }
+        }
+        false
     }
 
     /// Whether each of `stages` is composed with its neighbours into one

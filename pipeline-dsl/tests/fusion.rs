@@ -19,7 +19,7 @@ fn an_accumulation_without_deadlines_pulls_the_chain_before_it_without_an_edge()
     // Its items weigh their in-memory size unless they measure themselves.
     assert!(code.contains("::tally_after("), "{code}");
     // The source reads longer chunks for it.
-    assert!(code.contains("::ACCUMULATE_CHUNK"), "{code}");
+    assert!(code.contains("::long_chunks("), "{code}");
 }
 
 #[test]
@@ -31,7 +31,7 @@ fn an_accumulation_with_max_latency_or_ttl_reads_from_an_edge_to_wake_at_its_dea
         assert!(code.contains("::accumulate("), "{code}");
         assert!(!code.contains("::accumulate_after("), "{code}");
         assert!(code.contains("::edge_for"), "{code}");
-        assert!(!code.contains("::ACCUMULATE_CHUNK"), "{code}");
+        assert!(!code.contains("::long_chunks("), "{code}");
     }
 }
 
@@ -94,4 +94,25 @@ fn a_run_longer_than_sixteen_builtins_is_composed_in_two() {
     let code = expansion(quote! { iter(v) #(#maps)* >> discard(); });
     assert_eq!(code.matches("::compose(").count(), 2, "{code}");
     assert_eq!(code.matches("::compose_next(").count(), 18, "{code}");
+}
+
+#[test]
+fn a_source_feeding_only_cheap_builtins_into_a_sink_reads_long_chunks() {
+    let code = expansion(quote! {
+        iter(v) >> map(|x| x) >> filter(|x| true) >> for_each(|x| ());
+    });
+    assert!(code.contains("::long_chunks("), "{code}");
+}
+
+#[test]
+fn a_source_feeding_a_stage_of_the_users_or_an_edge_reads_chunks_of_512() {
+    for tokens in [
+        quote! { iter(v) >> map(|x| x) >> parse >> for_each(|x| ()); },
+        quote! { iter(v) >> map(|x| x) >> then(|x| async move { x }) >> for_each(|x| ()); },
+        quote! { iter(v) >> map(|x| x) >> #[buffer = 64] for_each(|x| ()); },
+        quote! { iter(v) >> map(|x| x) >> collect(&out); },
+    ] {
+        let code = expansion(tokens);
+        assert!(!code.contains("::long_chunks("), "{code}");
+    }
 }

@@ -30,6 +30,15 @@ use crate::stage::{Failures, Pull, Source, Stage, StageContext, StageError};
 /// Items pulled from a source per chunk unless the pipeline says otherwise.
 pub const DEFAULT_CHUNK: usize = 512;
 
+/// The most items a [long-chunk](Head::with_long_chunks) head reads per
+/// chunk.
+pub const LONG_CHUNK: usize = 4096;
+
+/// The most bytes of items a [long-chunk](Head::with_long_chunks) head
+/// reads per chunk: larger items get fewer per chunk, never fewer than
+/// [`DEFAULT_CHUNK`].
+pub const LONG_CHUNK_BYTES: usize = 64 << 10;
+
 /// A fused chain of stages that can be pulled for chunks of output.
 pub trait Chain {
     /// The items the chain emits.
@@ -133,6 +142,24 @@ impl<S> Head<S> {
             ctx: StageContext::new(stats),
             chunk: chunk.max(1),
         }
+    }
+}
+
+impl<S: Source> Head<S> {
+    /// Reads longer chunks: as many items as fit in [`LONG_CHUNK_BYTES`],
+    /// at most [`LONG_CHUNK`], never fewer than it read before.
+    ///
+    /// For a head whose chain does little per item and touches memory out
+    /// of cache for each one (a random access into an accumulation's map,
+    /// an item reached through a reference): reading the input in longer
+    /// runs between those passes was measured to matter (`benches/linear`,
+    /// `accumulate` and `nexmark`, in `BENCHMARKS.md`). A source with
+    /// fewer items ready returns what it has, so a longer chunk holds
+    /// nothing back.
+    pub fn with_long_chunks(mut self) -> Self {
+        let fits = LONG_CHUNK_BYTES / size_of::<S::Out>().max(1);
+        self.chunk = self.chunk.max(fits.min(LONG_CHUNK));
+        self
     }
 }
 

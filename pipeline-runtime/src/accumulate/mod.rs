@@ -37,15 +37,3 @@ pub use spiller::{DiskSpill, NoSpill, Spiller};
 pub use unfinished::{Unfinished, UnfinishedReason};
 
 pub use crate::metrics::FlushReason;
-
-/// Items per chunk read by the head of a chain that ends in a fused
-/// accumulation (one without deadlines, pulling the chain before it):
-/// eight times [`DEFAULT_CHUNK`](crate::chain::DEFAULT_CHUNK).
-///
-/// An accumulation's work per item is a random access into its per-key
-/// state, while its input is read in order. Reading that input in longer
-/// runs between the random accesses was measured to matter: with chunks
-/// of 512 items, the `benches/accumulate` pipeline was about 0.1x further
-/// from its hand-written baseline. A source that has fewer items ready
-/// returns what it has, so a larger chunk holds nothing back.
-pub const ACCUMULATE_CHUNK: usize = 4096;
