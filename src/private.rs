@@ -169,7 +169,7 @@ where
     run.then(step, stats)
 }
 
-pub use pipeline_runtime::transform::{Composed, First, Next, Step};
+use pipeline_runtime::transform::{Composed, First, Next, Step};
 
 /// `T`, named through `Key` so that when `Key` cannot be worked out (a
 /// stage's output after a type mismatch) the whole type is unknown rather
@@ -421,7 +421,7 @@ pub fn ok<I: IsResult>(
 
 // Graph wiring: the channel boundaries between fused chains.
 
-pub use pipeline_runtime::chain::{drive_into, join};
+pub use pipeline_runtime::chain::drive_into;
 pub use pipeline_runtime::fan::{
     Broadcast, CloneInto, ErrorsPort, Hopped, Inlet, Output, Port, Route, hop_edge,
 };
@@ -725,26 +725,6 @@ pub use pipeline_runtime::accumulate::{
 };
 pub use std::time::Duration;
 
-/// `accumulate(key = f, ..)` after an edge carrying `T`: the key closure
-/// learns its parameter type from the edge.
-pub fn batch_by<T, K, F>(
-    _: &pipeline_runtime::channel::EdgeReceiver<T>,
-    key: F,
-) -> Unknown<K, pipeline_runtime::accumulate::BatchBy<F>>
-where
-    F: FnMut(&T) -> K,
-    K: std::hash::Hash + Eq + Clone,
-{
-    pipeline_runtime::accumulate::batch_by::<T, K, F>(key)
-}
-
-/// `batch(..)` after an edge carrying `T`.
-pub fn batch_all<T>(
-    _: &pipeline_runtime::channel::EdgeReceiver<T>,
-) -> pipeline_runtime::accumulate::BatchBy<fn(&T)> {
-    pipeline_runtime::accumulate::batch::<T>()
-}
-
 /// An accumulate node's chain head, keeping its state in memory.
 pub fn accumulate<T, A, S>(
     rx: pipeline_runtime::channel::EdgeReceiver<T>,
@@ -787,11 +767,9 @@ where
 // An accumulate node without deadlines (no `max_latency`, no `ttl`) is
 // fused after the chain before it: it pulls that chain itself.
 
-/// `accumulate(key = f, ..)` fused after a chain emitting `T`.
-pub fn batch_by_after<C, K, F>(
-    _: &C,
-    key: F,
-) -> Unknown<K, pipeline_runtime::accumulate::BatchBy<F>>
+/// `accumulate(key = f, ..)` after a chain emitting `T` (or an edge,
+/// through [`edge_type`]): the key closure learns its parameter type.
+pub fn batch_by<C, K, F>(_: &C, key: F) -> Unknown<K, pipeline_runtime::accumulate::BatchBy<F>>
 where
     C: Outputs,
     F: FnMut(&C::Out) -> K,
@@ -800,8 +778,8 @@ where
     pipeline_runtime::accumulate::batch_by::<C::Out, K, F>(key)
 }
 
-/// `batch(..)` fused after a chain emitting `T`.
-pub fn batch_all_after<C: Outputs>(_: &C) -> pipeline_runtime::accumulate::BatchBy<fn(&C::Out)> {
+/// `batch(..)` after a chain emitting `T` (or an edge).
+pub fn batch_all<C: Outputs>(_: &C) -> pipeline_runtime::accumulate::BatchBy<fn(&C::Out)> {
     pipeline_runtime::accumulate::batch::<C::Out>()
 }
 
@@ -967,13 +945,9 @@ impl<T> MeasureSize for &Measure<'_, T> {
 /// ([`TallyFixed`]; a smaller state per key).
 pub struct TallyOf<T>(PhantomData<fn() -> T>);
 
-/// The tally of the items on an edge.
-pub fn tally<T>(_: &pipeline_runtime::channel::EdgeReceiver<T>) -> TallyOf<T> {
-    TallyOf(PhantomData)
-}
-
-/// The tally of the items a chain emits.
-pub fn tally_after<C: Outputs>(_: &C) -> TallyOf<C::Out> {
+/// The tally of the items a chain (or, through [`edge_type`], an edge)
+/// emits.
+pub fn tally<C: Outputs>(_: &C) -> TallyOf<C::Out> {
     TallyOf(PhantomData)
 }
 
@@ -1539,7 +1513,7 @@ where
     A: Outputs,
     A::Out: RetriesInput,
 {
-    Some(pipeline_runtime::fan::clone_into::<A::Out>)
+    Some(retry_cloner::<A::Out>())
 }
 
 pub use pipeline_runtime::fan::{FailureRoute, LogFailures};

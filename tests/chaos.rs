@@ -2160,7 +2160,7 @@ fn the_harness_catches_a_hang() {
         plain_case(),
     )
     .unwrap_err();
-    assert!(error.contains("did not end within"), "{error}");
+    assert!(error.contains("the pipeline did not end within"), "{error}");
 }
 
 #[test]

@@ -87,10 +87,7 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
         });
     }
     if valid && !segment_vars.is_empty() {
-        let mut body = quote!(());
-        for var in segment_vars.iter().rev() {
-            body = quote!((#var, #body));
-        }
+        let body = nested_tuple(&segment_vars);
         let stats = wiring.stats_vars();
         let edges = wiring.edge_vars();
         let senders = wiring.channel_senders();
@@ -155,6 +152,14 @@ fn private_path() -> TokenStream {
 /// a call through it are reported at the user's node.
 fn private_path_at(span: Span) -> TokenStream {
     quote_spanned!(span=> ::pipeline::__private)
+}
+
+/// `(a, (b, (c, ())))`: the list form the runtime takes segments and a
+/// diamond's branches in.
+fn nested_tuple(vars: &[syn::Ident]) -> TokenStream {
+    vars.iter()
+        .rev()
+        .fold(quote!(()), |rest, var| quote!((#var, #rest)))
 }
 
 /// A hygienic name that reports at `span`.
@@ -560,10 +565,7 @@ impl<'a> Wiring<'a> {
                 });
             }
         }
-        let mut list = quote!(());
-        for var in vars.iter().rev() {
-            list = quote!((#var, #list));
-        }
+        let list = nested_tuple(&vars);
         // The fan-out's `Clone` check, at its second edge.
         let span = diamond
             .starts
@@ -660,21 +662,24 @@ impl<'a> Wiring<'a> {
         let private = private_path();
         let chain = local("__pipeline_chain", span);
         let accumulator = local("__pipeline_accumulator", span);
-        // What the accumulation reads: its edge, or the chain before it.
+        // What the accumulation reads: its edge, or the chain before it;
+        // and something that tells its item type either way.
         let (input, suffix) = match intake {
             Intake::Edge => (local(&self.receiver_var(node).to_string(), span), ""),
             Intake::Chain => (chain.clone(), "_after"),
+        };
+        let typed = match intake {
+            Intake::Edge => quote_spanned!(here=> &#private_here::edge_type(&#input)),
+            Intake::Chain => quote!(&#input),
         };
         let named = |name: &str| syn::Ident::new(&format!("{name}{suffix}"), here);
         let stats = local(&self.stats_var(node).to_string(), span);
         let collector = match &spec.collector {
             crate::accumulate::Collector::Key(key) => {
-                let function = named("batch_by");
-                quote_spanned!(here=> #private_here::#function(&#input, #key))
+                quote_spanned!(here=> #private_here::batch_by(#typed, #key))
             }
             crate::accumulate::Collector::Unkeyed => {
-                let function = named("batch_all");
-                quote_spanned!(here=> #private_here::#function(&#input))
+                quote_spanned!(here=> #private_here::batch_all(#typed))
             }
             crate::accumulate::Collector::Value(value) => quote!(#value),
         };
@@ -736,12 +741,11 @@ impl<'a> Wiring<'a> {
         {
             // Items measured by their in-memory size all weigh the same:
             // their batches need not keep a byte total.
-            let function = named("tally");
             code.extend(quote! {
                 let #accumulator = {
                     #[allow(unused_imports)]
                     use #private::{TallyBytes as _, TallyFixed as _};
-                    (&#private::#function(&#input)).tally(#accumulator)
+                    (&#private::tally(#typed)).tally(#accumulator)
                 };
             });
         }
@@ -1602,14 +1606,7 @@ fn stage_expr(node: &Node) -> TokenStream {
         }
         Target::Builtin { builtin, call } if builtin.io => io_expr(builtin, call, &chain),
         Target::Builtin { builtin, call } => {
-            let func_span = match &*call.func {
-                Expr::Path(p) => p
-                    .path
-                    .segments
-                    .first()
-                    .map_or_else(Span::call_site, |s| s.ident.span()),
-                _ => Span::call_site(),
-            };
+            let func_span = func_span(call);
             let args = call.args.iter();
             let name = match builtin.name {
                 "for_each" if call.args.first().is_some_and(is_async_closure) => "for_each_async",

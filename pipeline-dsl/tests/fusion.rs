@@ -4,9 +4,13 @@
 use pipeline_dsl::expand_pipeline;
 use quote::quote;
 
-/// The expansion of `tokens`, as text with its spaces removed.
+/// The expansion of `tokens`, as text with its spaces removed; one that
+/// the macro rejected fails the test, so that a check that some code is
+/// absent cannot pass on an expansion that is only an error.
 fn expansion(tokens: proc_macro2::TokenStream) -> String {
-    expand_pipeline(tokens).to_string().replace(' ', "")
+    let code = expand_pipeline(tokens).to_string().replace(' ', "");
+    assert!(!code.contains("compile_error"), "rejected: {code}");
+    code
 }
 
 #[test]
@@ -17,7 +21,7 @@ fn an_accumulation_without_deadlines_pulls_the_chain_before_it_without_an_edge()
     assert!(code.contains("::accumulate_after("), "{code}");
     assert!(!code.contains("::edge_for"), "no edge anywhere: {code}");
     // Its items weigh their in-memory size unless they measure themselves.
-    assert!(code.contains("::tally_after("), "{code}");
+    assert!(code.contains("::tally("), "{code}");
     // The source reads longer chunks for it.
     assert!(code.contains("::long_chunks("), "{code}");
 }
@@ -51,7 +55,7 @@ fn a_byte_limit_or_size_function_keeps_a_byte_total_per_batch() {
             iter(v) >> accumulate(key = |x| *x, max_items = 10, #policy) >> discard();
         });
         assert!(code.contains("::accumulate_after("), "{code}");
-        assert!(!code.contains("::tally_after("), "{code}");
+        assert!(!code.contains("::tally("), "{code}");
     }
 }
 
@@ -70,10 +74,15 @@ fn a_lone_builtin_or_one_with_an_option_is_fused_on_its_own() {
         iter(v) >> map(|x| x) >> #[on_error = fail] filter(|x| true) >> discard();
     });
     assert!(!code.contains("::compose"), "{code}");
+    assert!(
+        code.contains("::fuse(") && code.contains("::fuse_with_options("),
+        "{code}"
+    );
     let code = expansion(quote! {
         iter(v) >> map(|x| x) >> then(|x| async move { x }) >> discard();
     });
     assert!(!code.contains("::compose"), "{code}");
+    assert_eq!(code.matches("::fuse(").count(), 3, "{code}");
 }
 
 #[test]
@@ -86,6 +95,7 @@ fn a_synchronous_for_each_ends_a_composed_run_and_an_async_one_does_not() {
         iter(v) >> map(|x| x) >> for_each(|x| async move { () });
     });
     assert!(!code.contains("::compose"), "{code}");
+    assert!(code.contains("::for_each_async("), "{code}");
 }
 
 #[test]
@@ -114,5 +124,6 @@ fn a_source_feeding_a_stage_of_the_users_or_an_edge_reads_chunks_of_512() {
     ] {
         let code = expansion(tokens);
         assert!(!code.contains("::long_chunks("), "{code}");
+        assert!(code.contains("::head("), "{code}");
     }
 }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::graph::PipelineGraph;
@@ -34,7 +35,7 @@ use crate::metrics::{
     DEFAULT_PIPELINE_NAME, EdgeReport, EdgeStats, Report, StageReport, StageState, StageStats,
     StageStatus,
 };
-pub use crate::segments::{Abort, Body, SegmentList, Segments, SpawnBody, SpawnList};
+pub use crate::segments::{Body, SegmentList, Segments, SpawnBody, SpawnList};
 
 /// The stop signal shared by a pipeline's tasks.
 #[derive(Debug, Clone, Default)]
@@ -265,7 +266,7 @@ impl<B: Body> Pipeline<B> {
         let stages = Arc::clone(&self.stages);
         let edges = Arc::clone(&self.edges);
         let task_control = control.clone();
-        let abort = Abort::new();
+        let abort = CancellationToken::new();
         let body = self.body.spawn(control.clone(), abort.clone());
         let task = tokio::spawn(async move {
             let result = body.await;
@@ -355,7 +356,7 @@ pub struct PipelineHandle {
     stages: Arc<[Arc<StageStats>]>,
     edges: Arc<[Arc<EdgeStats>]>,
     graph: PipelineGraph,
-    abort: Abort,
+    abort: CancellationToken,
     task: JoinHandle<Result<Report, Error>>,
 }
 
@@ -372,7 +373,7 @@ impl PipelineHandle {
     /// [`Error::Aborted`], once every task of the pipeline (one per
     /// segment) has stopped.
     pub fn abort(&self) {
-        self.abort.raise();
+        self.abort.cancel();
     }
 
     /// The state of every stage now, in the order they appear in the

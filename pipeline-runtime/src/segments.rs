@@ -3,10 +3,9 @@
 //! their own when spawned.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::chain::join;
 use crate::error::Error;
@@ -25,40 +24,16 @@ pub trait Body {
 pub trait SpawnBody: Send + 'static {
     /// Starts the work; the future returned ends with it. Spawning tasks
     /// of its own is up to the body: [`Segments`] spawns one per segment.
-    /// When `abort` is raised, the future ends the work, with every task
-    /// it spawned stopped, and returns [`Error::Aborted`].
+    /// When `abort` is cancelled (by
+    /// [`PipelineHandle::abort`](crate::lifecycle::PipelineHandle::abort)),
+    /// the future ends the work, and returns [`Error::Aborted`] only once
+    /// every task it spawned has stopped, so that nothing changes a counter
+    /// after the run has ended.
     fn spawn(
         self,
         control: Control,
-        abort: Abort,
+        abort: CancellationToken,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static;
-}
-
-/// The abort signal of a spawned pipeline, raised by
-/// [`PipelineHandle::abort`](crate::lifecycle::PipelineHandle::abort).
-///
-/// The body that gets it stops its work when it is raised, and returns
-/// only once every task it spawned has stopped, so that nothing changes a
-/// counter after the run has ended.
-#[derive(Debug, Clone, Default)]
-pub struct Abort(Arc<Notify>);
-
-impl Abort {
-    /// A signal not yet raised.
-    pub fn new() -> Self {
-        Abort::default()
-    }
-
-    /// Raises the signal; a body waiting for it, or the next to wait,
-    /// sees it.
-    pub fn raise(&self) {
-        self.0.notify_one();
-    }
-
-    /// Waits until the signal is raised.
-    pub async fn raised(&self) {
-        self.0.notified().await;
-    }
 }
 
 /// A closure is a body of one part.
@@ -81,13 +56,13 @@ where
     fn spawn(
         self,
         control: Control,
-        abort: Abort,
+        abort: CancellationToken,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let work = self(control);
         async move {
             tokio::select! {
                 biased;
-                () = abort.raised() => Err(Error::Aborted),
+                () = abort.cancelled() => Err(Error::Aborted),
                 result = work => result,
             }
         }
@@ -160,7 +135,7 @@ impl<L: SpawnList> SpawnBody for Segments<L> {
     fn spawn(
         self,
         control: Control,
-        abort: Abort,
+        abort: CancellationToken,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let mut tasks = JoinSet::new();
         self.0.spawn_into(&control, &mut tasks);
@@ -170,16 +145,19 @@ impl<L: SpawnList> SpawnBody for Segments<L> {
 
 /// Waits for every task, with [`join`]'s rules: an error that drains the
 /// pipeline ([`Error::ItemFailed`]) lets the others finish, then the first
-/// is returned; any other error, a task that panicked, or `abort` raised,
+/// is returned; any other error, a task that panicked, or `abort` cancelled,
 /// ends the others at once and is returned. Either way it returns only
 /// once every task has stopped: a task still running could change
 /// counters after the run was reported.
-async fn join_tasks(mut tasks: JoinSet<Result<(), Error>>, abort: Abort) -> Result<(), Error> {
+async fn join_tasks(
+    mut tasks: JoinSet<Result<(), Error>>,
+    abort: CancellationToken,
+) -> Result<(), Error> {
     let mut draining = None;
     let result = loop {
         let done = tokio::select! {
             biased;
-            () = abort.raised() => break Err(Error::Aborted),
+            () = abort.cancelled() => break Err(Error::Aborted),
             done = tasks.join_next() => done,
         };
         match done {
