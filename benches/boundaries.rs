@@ -298,23 +298,39 @@ fn pipeline_spawned<W: Work>(rt: &Runtime, n: u64) -> u64 {
     black_box(total.load(Ordering::Relaxed))
 }
 
-/// Warm up once, then the best of `RUNS` timed runs over `items`, each
-/// checked against the plain loop; returns ns per item.
-fn measure<W: Work>(name: &str, items: u64, run: &dyn Fn(u64) -> u64) -> f64 {
-    let expected = plain_loop::<W>(items);
-    let check = |got: u64| assert_eq!(got, expected, "variant `{name}` computed a different sum");
-    check(run(items));
-    let best: Duration = (0..RUNS)
-        .map(|_| {
+/// One variant of the table: its name, how many items it runs on, and
+/// the run itself (which returns the sum it computed).
+type Variant<'a> = (&'static str, u64, Box<dyn Fn(u64) -> u64 + 'a>);
+
+/// Warms every variant up once, then times them in turns, one run each per
+/// round for `RUNS` rounds, so that a burst of load from elsewhere on a
+/// shared machine hits them all; returns each one's best, in ns per item.
+/// Every run's sum is checked against the plain loop's.
+fn measure<W: Work>(variants: &[Variant<'_>]) -> Vec<f64> {
+    let check = |name: &str, items: u64, got: u64| {
+        assert_eq!(
+            got,
+            plain_loop::<W>(items),
+            "variant `{name}` computed a different sum"
+        );
+    };
+    for (name, items, run) in variants {
+        check(name, *items, run(*items));
+    }
+    let mut best = vec![Duration::MAX; variants.len()];
+    for _ in 0..RUNS {
+        for ((name, items, run), best) in variants.iter().zip(&mut best) {
             let start = Instant::now();
-            let got = run(items);
+            let got = run(*items);
             let elapsed = start.elapsed();
-            check(got);
-            elapsed
-        })
-        .min()
-        .expect("RUNS is non-zero");
-    best.as_secs_f64() * 1e9 / items as f64
+            check(name, *items, got);
+            *best = (*best).min(elapsed);
+        }
+    }
+    best.iter()
+        .zip(variants)
+        .map(|(best, (_, items, _))| best.as_secs_f64() * 1e9 / *items as f64)
+        .collect()
 }
 
 /// Measures every variant on `W`'s stages and prints a table and the
@@ -322,44 +338,38 @@ fn measure<W: Work>(name: &str, items: u64, run: &dyn Fn(u64) -> u64) -> f64 {
 fn table<W: Work>(title: &str, current_thread: &Runtime, multi_thread: &Runtime) {
     let n = W::ITEMS;
     println!(
-        "{title}: {n} items (per-item variant: {}), best of {RUNS} runs after 1 warm-up run",
+        "{title}: {n} items (per-item variant: {}), best of {RUNS} rounds (variants in turns) after 1 warm-up run",
         n / 10
     );
-    let rows = [
-        (
-            "plain loop",
-            n,
-            measure::<W>("plain loop", n, &plain_loop::<W>),
-        ),
+    let variants: Vec<Variant<'_>> = vec![
+        ("plain loop", n, Box::new(plain_loop::<W>)),
         (
             "hand-wired tasks + Vec channels",
             n,
-            measure::<W>("hand-wired batched", n, &|n| {
-                hand_batched::<W>(multi_thread, n)
-            }),
+            Box::new(|n| hand_batched::<W>(multi_thread, n)),
         ),
         (
             "hand-wired tasks + per-item mpsc",
             n / 10,
-            measure::<W>("hand-wired per item", n / 10, &|n| {
-                hand_per_item::<W>(multi_thread, n)
-            }),
+            Box::new(|n| hand_per_item::<W>(multi_thread, n)),
         ),
         (
             "pipeline! run (one task)",
             n,
-            measure::<W>("pipeline! run", n, &|n| {
-                pipeline_variant::<W>(current_thread, n)
-            }),
+            Box::new(|n| pipeline_variant::<W>(current_thread, n)),
         ),
         (
             "pipeline! spawned (a task each)",
             n,
-            measure::<W>("pipeline! spawned", n, &|n| {
-                pipeline_spawned::<W>(multi_thread, n)
-            }),
+            Box::new(|n| pipeline_spawned::<W>(multi_thread, n)),
         ),
     ];
+    let best = measure::<W>(&variants);
+    let rows: Vec<(&str, u64, f64)> = variants
+        .iter()
+        .zip(best)
+        .map(|((name, items, _), ns)| (*name, *items, ns))
+        .collect();
     println!(
         "{:<34} | {:>10} | {:>10} | {:>8}",
         "variant", "items", "ns/item", "vs loop"

@@ -34,19 +34,6 @@ impl Gate for CircuitBreaker {
     }
 }
 
-/// No breaker: every call goes through.
-pub(crate) struct Ungated;
-
-impl Gate for Ungated {
-    #[inline]
-    fn admit(&mut self, _: Instant) -> bool {
-        true
-    }
-
-    #[inline]
-    fn record(&mut self, _: Instant, _: Duration, _: bool) {}
-}
-
 /// One breaker for all the workers of a parallel stage: the error rate and
 /// the cooldown are the stage's, whichever worker made the calls.
 #[derive(Debug, Clone)]
@@ -66,13 +53,26 @@ impl SharedBreaker {
 
 impl Gate for SharedBreaker {
     fn admit(&mut self, now: Instant) -> bool {
-        self.lock().admit(now)
+        Gate::admit(&mut *self.lock(), now)
     }
 
     fn record(&mut self, end: Instant, elapsed: Duration, failed: bool) {
-        let mut breaker = self.lock();
-        let bad = failed || breaker.is_slow(elapsed);
-        breaker.record(end, bad);
+        Gate::record(&mut *self.lock(), end, elapsed, failed);
+    }
+}
+
+/// A gate if there is one, else every call goes through.
+impl<G: Gate + ?Sized> Gate for Option<&mut G> {
+    #[inline]
+    fn admit(&mut self, now: Instant) -> bool {
+        self.as_deref_mut().is_none_or(|gate| gate.admit(now))
+    }
+
+    #[inline]
+    fn record(&mut self, end: Instant, elapsed: Duration, failed: bool) {
+        if let Some(gate) = self.as_deref_mut() {
+            gate.record(end, elapsed, failed);
+        }
     }
 }
 
@@ -237,24 +237,13 @@ where
         let mut again = Vec::new();
         // One call per item, so that a panic, which fails every item of
         // its call, fails only its own item from now on.
-        ran.add(match gate.as_deref_mut() {
-            None => {
-                one_by_one(
-                    stage,
-                    &mut items,
-                    out,
-                    failures,
-                    &mut Ungated,
-                    one,
-                    ctx,
-                    &mut again,
-                )
-                .await
-            }
-            Some(gate) => {
-                one_by_one(stage, &mut items, out, failures, gate, one, ctx, &mut again).await
-            }
-        });
+        let mut gate = gate.as_deref_mut();
+        ran.add(
+            one_by_one(
+                stage, &mut items, out, failures, &mut gate, one, ctx, &mut again,
+            )
+            .await,
+        );
         // Still failing: those of `again`, by index in this retry.
         let previous = std::mem::take(failed);
         let mut clones = std::mem::take(inputs).into_iter();
