@@ -86,12 +86,15 @@ impl<I, R: SinkResult, F: FnMut(I) -> R> SyncStage<I> for ForEach<I, F> {
         failures: &mut crate::stage::Failures<R::Error>,
         _: &StageContext,
     ) {
-        for item in input.drain(..) {
-            match (self.f)(item).into_result() {
-                Ok(()) => failures.note_passed(1),
-                Err(error) => failures.fail(error),
+        let f = &mut self.f;
+        failures.record_each(input, |items, failures| {
+            for item in items {
+                match f(item).into_result() {
+                    Ok(()) => failures.note_passed(1),
+                    Err(error) => failures.fail(error),
+                }
             }
-        }
+        });
     }
 }
 

@@ -172,16 +172,60 @@ async fn a_panic_in_a_per_item_stage_fails_only_its_item() {
 }
 
 #[tokio::test]
-async fn a_panic_in_a_whole_chunk_stage_fails_that_chunk_and_discards_its_outputs() {
+async fn a_panic_in_a_map_fails_only_its_item_and_the_rest_of_its_chunk_goes_on() {
     let call = stats("map", NodeKind::Transform);
     let head = Head::new(iter(0..10u32), stats("iter", NodeKind::Source), 4);
-    // `map` overrides `process_chunk`: a panic on 5 takes its chunk
-    // (4..8) down, outputs included; the chunks around it go on.
+    // `map` runs a chunk as one pass, which resumes after a panic.
     let stage = map(|x: u32| {
         assert_ne!(x, 5, "five");
         x
     });
     let mut chain: Fuse<_, _, u32, u32, Never> = Fuse::new(head, stage, call.clone());
+    let (out, closed) = run(&mut chain).await;
+    closed.unwrap();
+    assert_eq!(out, [0, 1, 2, 3, 4, 6, 7, 8, 9]);
+    assert_eq!((call.items_in(), call.passed(), call.failed()), (10, 9, 1));
+    assert_eq!(call.items_out(), 9);
+    assert_balanced(&call);
+}
+
+#[tokio::test]
+async fn a_panic_in_a_whole_chunk_stage_fails_that_chunk_and_discards_its_outputs() {
+    use crate::stage::{Failures, StageContext, SyncStage};
+    /// Runs its chunk as one pass with no guard of its own.
+    struct WholeChunk;
+    impl SyncStage<u32> for WholeChunk {
+        type Out = u32;
+        type Error = Never;
+        fn process(
+            &mut self,
+            item: u32,
+            out: &mut crate::stage::Emit<'_, u32>,
+            _: &StageContext,
+        ) -> Result<(), Never> {
+            out.emit(item);
+            Ok(())
+        }
+        fn process_chunk(
+            &mut self,
+            input: &mut Vec<u32>,
+            out: &mut Vec<u32>,
+            failures: &mut Failures<Never>,
+            _: &StageContext,
+        ) {
+            failures.note_passed(input.len());
+            out.extend(input.drain(..).map(|x| {
+                assert_ne!(x, 5, "five");
+                x
+            }));
+        }
+    }
+    crate::sync_stage!(WholeChunk: u32);
+    let call = stats("whole", NodeKind::Transform);
+    let head = Head::new(iter(0..10u32), stats("iter", NodeKind::Source), 4);
+    // A panic escaping `process_chunk` on 5 takes its chunk (4..8) down,
+    // outputs included; the chunks around it go on.
+    let mut chain: Fuse<_, _, u32, u32, Never> = Fuse::new(head, WholeChunk, call.clone());
     let (out, closed) = run(&mut chain).await;
     closed.unwrap();
     assert_eq!(out, [0, 1, 2, 3, 8, 9]);

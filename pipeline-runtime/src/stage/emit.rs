@@ -145,6 +145,93 @@ impl<E> Failures<E> {
         }
     }
 
+    /// Runs `pass` over the items of `input`, which emits at most one
+    /// output per item into `out` (a `map`, `filter` or `filter_map` written
+    /// as one iterator pass), and records each item as passed (it emitted
+    /// an output) or filtered (it emitted none).
+    ///
+    /// The pass runs under one panic guard per chunk. A panic fails the
+    /// item it was raised on; the items not yet taken stay in the drain,
+    /// and the pass resumes with them. So the fast path pays for a single
+    /// `catch_unwind`, and a panic costs one more, never the rest of its
+    /// chunk.
+    ///
+    /// `pass` must take items from the drain one at a time, in order, and
+    /// emit an item's output before it takes the next (as `out.extend(
+    /// drain.map(f))` does); an item that panics must emit nothing.
+    ///
+    /// ```
+    /// use pipeline_runtime::stage::Failures;
+    ///
+    /// let mut failures = Failures::<std::convert::Infallible>::default();
+    /// let (mut input, mut out) = (vec![1, 2, 3, 4], Vec::new());
+    /// # let hook = std::panic::take_hook();
+    /// # std::panic::set_hook(Box::new(|_| {}));
+    /// failures.pass_each(&mut input, &mut out, |items, out| {
+    ///     out.extend(items.map(|x: u32| {
+    ///         assert!(x != 2, "two");
+    ///         x * 10
+    ///     }))
+    /// });
+    /// # std::panic::set_hook(hook);
+    /// assert_eq!(out, vec![10, 30, 40]);
+    /// assert_eq!(failures.panics(), &[(1, "two".to_owned())]);
+    /// ```
+    #[inline]
+    pub fn pass_each<I, O>(
+        &mut self,
+        input: &mut Vec<I>,
+        out: &mut Vec<O>,
+        mut pass: impl FnMut(&mut std::vec::Drain<'_, I>, &mut Vec<O>),
+    ) {
+        let mut rest = input.drain(..);
+        loop {
+            let left = rest.len();
+            let before = out.len();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pass(&mut rest, &mut *out)
+            }));
+            let taken = left - rest.len();
+            let emitted = out.len() - before;
+            match result {
+                Ok(()) => {
+                    self.note_passed(emitted);
+                    self.note_filtered(taken - emitted);
+                    return;
+                }
+                Err(panic) => {
+                    // The item that panicked was taken but emitted nothing.
+                    self.note_passed(emitted);
+                    self.note_filtered(taken.saturating_sub(emitted + 1));
+                    self.panicked(crate::policy::panic_message(&*panic));
+                }
+            }
+        }
+    }
+
+    /// Runs `pass` over the items of `input`, recording each item's outcome
+    /// itself (through the `Failures` it is given), under one panic guard
+    /// per chunk: a panic fails the item it was raised on, and the pass
+    /// resumes with the items after it. For a stage whose items each
+    /// succeed or fail (a sink), where [`pass_each`](Failures::pass_each)
+    /// counts outputs instead.
+    ///
+    /// `pass` must take items from the drain one at a time, in order, and
+    /// record each item it took before it takes the next.
+    #[inline]
+    pub fn record_each<I>(
+        &mut self,
+        input: &mut Vec<I>,
+        mut pass: impl FnMut(&mut std::vec::Drain<'_, I>, &mut Self),
+    ) {
+        let mut rest = input.drain(..);
+        while let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass(&mut rest, &mut *self)))
+        {
+            self.panicked(crate::policy::panic_message(&*panic));
+        }
+    }
+
     /// Records that a panic escaped the processing of a whole chunk of
     /// `count` items that started at input position `start` (the
     /// [`position`](Failures::position) before the chunk).

@@ -96,7 +96,9 @@ pub trait Stage<In> {
     /// tell which items were done, so every item of the chunk the override
     /// had not failed itself fails with the panic, and the chunk's outputs
     /// are discarded (see [`Failures::panicked_chunk`]). Use
-    /// [`Failures::call`] per item to keep a panic to its item.
+    /// [`Failures::call`] per item, or run the chunk as one pass with
+    /// [`Failures::pass_each`] or [`Failures::record_each`] (one panic
+    /// guard per chunk, as the built-ins do), to keep a panic to its item.
     fn process_chunk(
         &mut self,
         input: &mut Vec<In>,

@@ -47,13 +47,10 @@ impl<I, B: Into<bool>, F: FnMut(&I) -> B> SyncStage<I> for Filter<I, F> {
         failures: &mut Failures<Never>,
         _: &StageContext,
     ) {
-        let items = input.len();
-        let before = out.len();
         let predicate = &mut self.predicate;
-        out.extend(input.drain(..).filter(|item| predicate(item).into()));
-        let kept = out.len() - before;
-        failures.note_passed(kept);
-        failures.note_filtered(items - kept);
+        failures.pass_each(input, out, |items, out| {
+            out.extend(items.filter(|item| predicate(item).into()));
+        });
     }
 }
 

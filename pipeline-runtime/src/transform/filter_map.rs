@@ -43,12 +43,10 @@ impl<I, O, F: FnMut(I) -> Option<O>> SyncStage<I> for FilterMap<I, F> {
         failures: &mut Failures<Never>,
         _: &StageContext,
     ) {
-        let items = input.len();
-        let before = out.len();
-        out.extend(input.drain(..).filter_map(&mut self.f));
-        let kept = out.len() - before;
-        failures.note_passed(kept);
-        failures.note_filtered(items - kept);
+        let f = &mut self.f;
+        failures.pass_each(input, out, |items, out| {
+            out.extend(items.filter_map(&mut *f))
+        });
     }
 }
 

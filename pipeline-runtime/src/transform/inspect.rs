@@ -45,11 +45,12 @@ impl<I, R, F: FnMut(&I) -> R> SyncStage<I> for Inspect<I, F> {
         failures: &mut Failures<Never>,
         _: &StageContext,
     ) {
-        failures.note_passed(input.len());
         let f = &mut self.f;
-        out.extend(input.drain(..).inspect(|item| {
-            let _ = f(item);
-        }));
+        failures.pass_each(input, out, |items, out| {
+            out.extend(items.inspect(|item| {
+                let _ = f(item);
+            }));
+        });
     }
 }
 

@@ -41,8 +41,8 @@ impl<I, O, F: FnMut(I) -> O> SyncStage<I> for Map<I, F> {
         failures: &mut Failures<Never>,
         _: &StageContext,
     ) {
-        failures.note_passed(input.len());
-        out.extend(input.drain(..).map(&mut self.f));
+        let f = &mut self.f;
+        failures.pass_each(input, out, |items, out| out.extend(items.map(&mut *f)));
     }
 }
 
