@@ -2127,6 +2127,121 @@ chaos_test!(parallel_on_error_fail, |case, probe| {
 });
 
 // ---------------------------------------------------------------------------
+// Push: two producer tasks send the items (even and odd positions) into a
+// `push` source while the pipeline runs, with the case's gaps; a stop
+// closes the source to them, and must still process every item a `send`
+// accepted.
+
+macro_rules! push_producers {
+    ($test:ident, $capacity:expr) => {
+        chaos_test!($test, |case, probe| {
+            let (numbers, handle) = pipeline::io::push::<Item>($capacity);
+            let accepted: Received<Item> = received();
+            let producers: Vec<_> = (0..2)
+                .map(|producer| {
+                    let handle = handle.clone();
+                    let accepted = Arc::clone(&accepted);
+                    let items: Vec<(Item, u16)> = case
+                        .items
+                        .iter()
+                        .copied()
+                        .zip(case.gaps.iter().copied())
+                        .skip(producer)
+                        .step_by(2)
+                        .collect();
+                    tokio::spawn(async move {
+                        for (item, gap) in items {
+                            if gap > 0 {
+                                tokio::time::sleep(Duration::from_millis(gap.into())).await;
+                            }
+                            // Recorded once accepted: a stop refuses the
+                            // rest, handing each item back.
+                            match handle.send(item).await {
+                                Ok(()) => accepted.lock().unwrap().push(item),
+                                Err(refused) => {
+                                    assert_eq!(refused.into_inner().id, item.id);
+                                    break;
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(handle);
+            let got = received();
+            let g1 = probe.guard();
+            let running = pipeline! {
+                numbers
+                    >> map(move |item: Item| { let _ = &g1; map_fault(item) })
+                    >> check
+                    >> Worker::new(S_WORK, &case, &probe)
+                    >> Sink::new(S_SINK, &got, &probe);
+            }
+            .spawn();
+            let o = drive(&case, &probe, running).await?;
+            for producer in producers {
+                producer
+                    .await
+                    .map_err(|e| format!("a producer failed: {e}"))?;
+            }
+            let fail = |e: String| format!("{e}\n{}", o.table());
+            check_common(&case, &o, false).map_err(fail)?;
+            let got = taken(&got);
+            let accepted = taken(&accepted);
+            let model: Vec<Item> = accepted
+                .iter()
+                .filter(|i| i.survives(&[S_MAP, S_CHECK, S_WORK, S_SINK]))
+                .copied()
+                .collect();
+            subset("sink", &got, &model).map_err(fail)?;
+            // Each producer's items keep their order through the chain.
+            for parity in 0..2 {
+                let of = |items: &[Item]| -> Vec<Item> {
+                    items
+                        .iter()
+                        .filter(|i| i.id % 2 == parity)
+                        .copied()
+                        .collect()
+                };
+                subsequence("sink, per producer", &of(&got), &of(&model)).map_err(fail)?;
+            }
+            if o.aborted() {
+                return Ok(());
+            }
+            // Every accepted item was read, a stop notwithstanding.
+            let source = o.state("numbers");
+            if source.items_out != accepted.len() as u64 || source.dropped != 0 {
+                return Err(fail(format!(
+                    "the producers handed over {} items, but the source read {} and dropped {}",
+                    accepted.len(),
+                    source.items_out,
+                    source.dropped
+                )));
+            }
+            conserve(
+                "sink",
+                accepted.len() as u64,
+                &[
+                    ("map", o.lost("map")),
+                    ("check", o.lost("check")),
+                    ("Worker", o.lost("Worker")),
+                    ("Sink", o.lost("Sink")),
+                ],
+                got.len() as u64,
+            )
+            .map_err(fail)?;
+            if exact(&case, &probe, &o, true) {
+                same_set("sink", &got, &model).map_err(fail)?;
+            }
+            Ok(())
+        });
+    };
+}
+
+push_producers!(push_two_producers, 4);
+push_producers!(push_two_producers_capacity_one, 1);
+
+// ---------------------------------------------------------------------------
 // The harness catches what it is there to catch.
 
 /// A stage that leaves a task behind.

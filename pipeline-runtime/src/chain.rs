@@ -132,6 +132,8 @@ pub struct Head<S> {
     source: S,
     ctx: StageContext,
     chunk: usize,
+    /// The source has been given the stop signal ([`Source::watch_stop`]).
+    watching: bool,
 }
 
 impl<S> Head<S> {
@@ -141,6 +143,7 @@ impl<S> Head<S> {
             source,
             ctx: StageContext::new(stats),
             chunk: chunk.max(1),
+            watching: false,
         }
     }
 }
@@ -178,20 +181,25 @@ impl<S: Source> Chain for Head<S> {
     }
 
     async fn pull(&mut self, out: &mut Vec<S::Out>, control: &Control) -> Result<Pull, Error> {
-        if control.is_stopping() {
-            return Ok(Pull::Done);
+        if !self.watching {
+            self.watching = true;
+            self.source.watch_stop(control);
         }
         let before = out.len();
         let max = before + self.chunk;
         let stats = self.ctx.stats();
         let started = stats.start_chunk();
-        let filled = {
+        // `None`: the pipeline is stopping; the source hands on only what
+        // it already accepted.
+        let filled = if control.is_stopping() {
+            None
+        } else {
             let fill = self.source.fill(out, max, &self.ctx);
             let fill = async {
                 tokio::select! {
                     biased;
-                    filled = fill => filled,
-                    () = control.stopping() => Ok(Pull::Done),
+                    filled = fill => Some(filled),
+                    () = control.stopping() => None,
                 }
             };
             let span = stats.span();
@@ -200,6 +208,10 @@ impl<S: Source> Chain for Head<S> {
             } else {
                 fill.instrument(span.clone()).await
             }
+        };
+        let filled = match filled {
+            Some(filled) => filled,
+            None => Ok(self.source.drain_accepted(out, max, &self.ctx).await),
         };
         stats.record_produced((out.len() - before) as u64);
         stats.finish_chunk(started);

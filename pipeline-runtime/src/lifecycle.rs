@@ -3,7 +3,7 @@
 //! | how it ends | sources | items in flight | `close` hooks | result |
 //! | --- | --- | --- | --- | --- |
 //! | complete | exhausted | all processed | run | `Ok(Report)` |
-//! | [`stop`](PipelineHandle::stop) | stop reading at the next chunk | all processed | run | `Ok(Report)` with `stopped` |
+//! | [`stop`](PipelineHandle::stop) | stop reading at the next chunk; a [`push`](crate::io::push) source refuses new items at once and hands on those its handles already sent | all processed | run | `Ok(Report)` with `stopped` |
 //! | an item fails under `on_error = fail` | stop reading at the next chunk | all processed (the other chains drain) | run | `Err(Error::ItemFailed)` naming the stage and item |
 //! | [`abort`](PipelineHandle::abort) | dropped | dropped | not run | `Err(Error::Aborted)` |
 //! | a stage's `init` or `close` fails | stop | dropped | not run | `Err(Error::Init / Close)` |
@@ -47,6 +47,8 @@ pub struct Control {
 struct ControlInner {
     stopping: AtomicBool,
     notify: Notify,
+    /// Cancelled by [`Control::stop`]; see [`Control::cancel_on_stop`].
+    on_stop: std::sync::Mutex<Vec<CancellationToken>>,
 }
 
 impl Control {
@@ -59,6 +61,36 @@ impl Control {
     pub fn stop(&self) {
         self.inner.stopping.store(true, Ordering::Release);
         self.inner.notify.notify_waiters();
+        let tokens = std::mem::take(&mut *self.on_stop());
+        for token in tokens {
+            token.cancel();
+        }
+    }
+
+    /// Cancels `token` when the pipeline is stopped (at once if it already
+    /// is), from whatever task calls [`stop`](Control::stop).
+    ///
+    /// For what must learn of a stop while nothing polls it: a
+    /// [`push`](crate::io::push) source cancels its handles' sends this
+    /// way, while the chain it heads may be busy with an item.
+    pub fn cancel_on_stop(&self, token: CancellationToken) {
+        let mut tokens = self.on_stop();
+        // Checked under the lock `stop` takes after setting the flag, so a
+        // token is either cancelled here or taken by `stop`.
+        if self.is_stopping() {
+            drop(tokens);
+            token.cancel();
+        } else {
+            tokens.push(token);
+        }
+    }
+
+    fn on_stop(&self) -> std::sync::MutexGuard<'_, Vec<CancellationToken>> {
+        // A vector of tokens stays consistent whatever panicked.
+        self.inner
+            .on_stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether [`stop`](Control::stop) has been called.

@@ -52,7 +52,7 @@ pub use frames::{FrameError, Frames, frames};
 pub use interval::{Interval, interval};
 pub use iter::{Iter, iter};
 pub use lines::{DEFAULT_MAX_LINE, LineError, Lines, lines};
-pub use push::{Push, PushClosed, PushHandle, TryPushError, push};
+pub use push::{Push, PushClosed, PushHandle, PushStop, TryPushError, push};
 pub use results::{OkItems, Results, ok, results};
 pub use sink::{SinkError, SinkStage, sink};
 pub use stream::{StreamSource, stream};

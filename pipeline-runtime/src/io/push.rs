@@ -4,6 +4,7 @@ use std::fmt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::lifecycle::Control;
 use crate::stage::{BoxError, Never, Pull, Source, StageContext};
 
 /// A source fed through [`PushHandle`]s. See [`push`].
@@ -12,6 +13,22 @@ pub struct Push<T> {
     closed: CancellationToken,
     /// The channel was closed: only what it holds is left to read.
     draining: bool,
+    on_stop: PushStop,
+}
+
+/// What a [`push`] source does, when its pipeline is stopped gracefully,
+/// with the items its handles sent that the pipeline has not read yet
+/// (each one a `send` or `try_send` that returned `Ok`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushStop {
+    /// The pipeline reads them all before the source ends, so a stop loses
+    /// nothing a producer handed over. The default.
+    #[default]
+    Drain,
+    /// They are dropped, and counted in the source's `dropped` (in the
+    /// [`Report`](crate::metrics::Report) and the stage's state): for a
+    /// stop that must be quick whatever is queued.
+    Drop,
 }
 
 /// Sends items into a [`push`] source, from any task.
@@ -30,9 +47,17 @@ pub struct PushHandle<T> {
 ///
 /// The source ends when every handle is dropped, or when
 /// [`close`](PushHandle::close) is called, after yielding the items already
-/// sent. When the pipeline stops (or ends), the source closes: sends fail
-/// with [`PushClosed`] instead of waiting forever, and items it had not
-/// read yet are dropped.
+/// sent.
+///
+/// When the pipeline is [stopped](crate::lifecycle::PipelineHandle::stop),
+/// the source closes at once, whatever the rest of the pipeline is doing:
+/// later sends fail with [`PushClosed`], and so do sends waiting for room,
+/// which hand their item back. Every item a send already took (it returned
+/// `Ok`) is still read and processed before the source ends, unless the
+/// source was made with [`on_stop(PushStop::Drop)`](Push::on_stop), which
+/// drops them and counts them as `dropped`. A pipeline that ends otherwise
+/// (it failed, or was aborted) closes the source too, and counts the items
+/// it did not read as `dropped` where it still can (not on abort).
 ///
 /// ```
 /// use pipeline_runtime::io::{TryPushError, push};
@@ -62,6 +87,7 @@ pub fn push<T>(capacity: usize) -> (Push<T>, PushHandle<T>) {
         rx,
         closed: closed.clone(),
         draining: false,
+        on_stop: PushStop::Drain,
     };
     (source, PushHandle { tx, closed })
 }
@@ -183,15 +209,77 @@ impl<T> Source for Push<T> {
         Ok(if taken == 0 { Pull::Done } else { Pull::More })
     }
 
-    async fn close(&mut self, _: &StageContext) -> Result<(), BoxError> {
+    async fn close(&mut self, ctx: &StageContext) -> Result<(), BoxError> {
         // Senders learn at once that nobody will read what they send.
         self.closed.cancel();
         self.rx.close();
+        // Only a run that did not drain (it failed) leaves items here:
+        // they were accepted, so they are counted, not lost silently.
+        let mut left = 0;
+        while self.rx.try_recv().is_ok() {
+            left += 1;
+        }
+        if left > 0 {
+            ctx.stats().record_dropped(left);
+        }
         Ok(())
+    }
+
+    fn watch_stop(&mut self, control: &Control) {
+        // A stop releases waiting senders at once, even while the chain
+        // this source heads is busy and nobody polls it.
+        control.cancel_on_stop(self.closed.clone());
+    }
+
+    async fn drain_accepted(&mut self, out: &mut Vec<T>, max: usize, ctx: &StageContext) -> Pull {
+        // No new items; a send that already holds a permit still lands,
+        // and `recv` waits for it, never for new input.
+        self.closed.cancel();
+        self.drain();
+        match self.on_stop {
+            PushStop::Drain => {
+                let limit = max.saturating_sub(out.len());
+                if limit == 0 {
+                    return Pull::More;
+                }
+                if self.rx.recv_many(out, limit).await == 0 {
+                    Pull::Done
+                } else {
+                    Pull::More
+                }
+            }
+            PushStop::Drop => {
+                let mut dropped = 0;
+                while self.rx.recv().await.is_some() {
+                    dropped += 1;
+                }
+                if dropped > 0 {
+                    ctx.stats().record_dropped(dropped);
+                }
+                Pull::Done
+            }
+        }
     }
 }
 
 impl<T> Push<T> {
+    /// Says what happens, on a graceful stop of the pipeline, to the items
+    /// the handles sent that the pipeline has not read yet: read and
+    /// processed ([`PushStop::Drain`], the default), or dropped and counted
+    /// ([`PushStop::Drop`]).
+    ///
+    /// ```
+    /// use pipeline_runtime::io::{PushStop, push};
+    ///
+    /// let (orders, handle) = push::<u64>(1024);
+    /// let orders = orders.on_stop(PushStop::Drop);
+    /// # let _ = (orders, handle);
+    /// ```
+    pub fn on_stop(mut self, policy: PushStop) -> Self {
+        self.on_stop = policy;
+        self
+    }
+
     /// Refuses new items; those already sent can still be read.
     fn drain(&mut self) {
         self.rx.close();

@@ -68,6 +68,30 @@ impl<S: Source> Source for Results<S> {
     fn close(&mut self, ctx: &StageContext) -> impl Future<Output = Result<(), BoxError>> {
         self.source.close(ctx)
     }
+
+    fn watch_stop(&mut self, control: &crate::lifecycle::Control) {
+        self.source.watch_stop(control);
+    }
+
+    async fn drain_accepted(
+        &mut self,
+        out: &mut Vec<Self::Out>,
+        max: usize,
+        ctx: &StageContext,
+    ) -> Pull {
+        // Items a cancelled fill left behind were read before the stop.
+        if !self.scratch.is_empty() {
+            out.extend(self.scratch.drain(..).map(Ok));
+            return Pull::More;
+        }
+        let room = max.saturating_sub(out.len());
+        let pull = self
+            .source
+            .drain_accepted(&mut self.scratch, room, ctx)
+            .await;
+        out.extend(self.scratch.drain(..).map(Ok));
+        pull
+    }
 }
 
 impl<S: Source> fmt::Debug for Results<S> {

@@ -1,6 +1,7 @@
 use std::future::Future;
 
 use super::{BoxError, StageContext};
+use crate::lifecycle::Control;
 
 /// Whether a source has more to give after a [`Source::fill`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,5 +73,35 @@ pub trait Source {
     fn close(&mut self, ctx: &StageContext) -> impl Future<Output = Result<(), BoxError>> {
         let _ = ctx;
         std::future::ready(Ok(()))
+    }
+
+    /// Called once, before the first fill, with the pipeline's stop
+    /// signal.
+    ///
+    /// A source that other code feeds while the pipeline runs (a
+    /// [`push`](crate::io::push) source) uses it to refuse new items the
+    /// moment the pipeline is stopped, so that producers waiting for room
+    /// are released at once, even while the rest of the chain is busy
+    /// (see [`Control::cancel_on_stop`]). The default ignores it.
+    fn watch_stop(&mut self, control: &Control) {
+        let _ = control;
+    }
+
+    /// Called instead of [`fill`](Source::fill) once the pipeline is
+    /// stopping gracefully, until it returns [`Pull::Done`]: appends to
+    /// `out` (up to `max - out.len()` items) what the source has already
+    /// accepted from other code and owes the pipeline, such as the items a
+    /// [`push`](crate::io::push) handle's `send` took, so that a graceful
+    /// stop loses nothing a producer handed over. It must not wait for new
+    /// input. The default owes nothing: a source that reads on demand
+    /// (an iterator, a file) simply stops reading.
+    fn drain_accepted(
+        &mut self,
+        out: &mut Vec<Self::Out>,
+        max: usize,
+        ctx: &StageContext,
+    ) -> impl Future<Output = Pull> {
+        let _ = (out, max, ctx);
+        std::future::ready(Pull::Done)
     }
 }
