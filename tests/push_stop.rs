@@ -7,9 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pipeline::io::{PushClosed, PushStop, TryPushError, push};
+use pipeline::io::{Push, PushClosed, PushHandle, PushStop, TryPushError, push};
 use pipeline::prelude::*;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// A sink that holds item 0 until it is let go, and records what it took.
 #[derive(Clone, Default)]
@@ -35,13 +36,9 @@ impl Held {
     }
 }
 
-/// How long a prompt answer may take on a loaded machine: far longer than
-/// it should, far shorter than a hang.
-const PROMPTLY: Duration = Duration::from_secs(10);
-
-#[tokio::test]
-async fn a_graceful_stop_processes_every_item_a_push_handle_accepted() {
-    let (numbers, handle) = push::<u64>(8);
+/// Spawns `numbers >> for_each(sink)`, sends item 0 and waits until the
+/// sink holds it, so that what is sent next waits in the source.
+async fn start_holding(numbers: Push<u64>, handle: &PushHandle<u64>) -> (PipelineHandle, Held) {
     let sink = Held::default();
     let running = {
         let sink = sink.clone();
@@ -52,6 +49,23 @@ async fn a_graceful_stop_processes_every_item_a_push_handle_accepted() {
     };
     handle.send(0).await.unwrap();
     sink.holding.notified().await;
+    (running, sink)
+}
+
+/// Sends `x` from a task of its own, which waits for room.
+fn send_in_background(handle: &PushHandle<u64>, x: u64) -> JoinHandle<Result<(), PushClosed<u64>>> {
+    let handle = handle.clone();
+    tokio::spawn(async move { handle.send(x).await })
+}
+
+/// How long a prompt answer may take on a loaded machine: far longer than
+/// it should, far shorter than a hang.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_graceful_stop_processes_every_item_a_push_handle_accepted() {
+    let (numbers, handle) = push::<u64>(8);
+    let (running, sink) = start_holding(numbers, &handle).await;
     // The sink holds item 0; these wait in the source, accepted.
     for x in 1..=5 {
         handle.send(x).await.unwrap();
@@ -75,16 +89,7 @@ async fn a_graceful_stop_processes_every_item_a_push_handle_accepted() {
 async fn under_push_stop_drop_a_graceful_stop_counts_the_unread_items_as_dropped() {
     let (numbers, handle) = push::<u64>(8);
     let numbers = numbers.on_stop(PushStop::Drop);
-    let sink = Held::default();
-    let running = {
-        let sink = sink.clone();
-        pipeline! {
-            numbers >> for_each(move |x| { let sink = sink.clone(); async move { sink.take(x).await } });
-        }
-        .spawn()
-    };
-    handle.send(0).await.unwrap();
-    sink.holding.notified().await;
+    let (running, sink) = start_holding(numbers, &handle).await;
     for x in 1..=5 {
         handle.send(x).await.unwrap();
     }
@@ -102,21 +107,9 @@ async fn under_push_stop_drop_a_graceful_stop_counts_the_unread_items_as_dropped
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_waiting_for_room_is_released_by_stop_while_the_sink_is_stuck() {
     let (numbers, handle) = push::<u64>(1);
-    let sink = Held::default();
-    let running = {
-        let sink = sink.clone();
-        pipeline! {
-            numbers >> for_each(move |x| { let sink = sink.clone(); async move { sink.take(x).await } });
-        }
-        .spawn()
-    };
-    handle.send(0).await.unwrap();
-    sink.holding.notified().await;
+    let (running, sink) = start_holding(numbers, &handle).await;
     handle.send(1).await.unwrap(); // fills the source
-    let waiting = {
-        let handle = handle.clone();
-        tokio::spawn(async move { handle.send(2).await })
-    };
+    let waiting = send_in_background(&handle, 2);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!waiting.is_finished(), "the send should wait for room");
     running.stop();
@@ -135,21 +128,10 @@ async fn a_send_waiting_for_room_is_released_by_stop_while_the_sink_is_stuck() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_waiting_for_room_is_released_by_abort() {
     let (numbers, handle) = push::<u64>(1);
-    let sink = Held::default();
-    let running = {
-        let sink = sink.clone();
-        pipeline! {
-            numbers >> for_each(move |x| { let sink = sink.clone(); async move { sink.take(x).await } });
-        }
-        .spawn()
-    };
-    handle.send(0).await.unwrap();
-    sink.holding.notified().await;
+    // The sink never lets item 0 go: only `abort()` ends the run.
+    let (running, _sink) = start_holding(numbers, &handle).await;
     handle.send(1).await.unwrap();
-    let waiting = {
-        let handle = handle.clone();
-        tokio::spawn(async move { handle.send(2).await })
-    };
+    let waiting = send_in_background(&handle, 2);
     tokio::time::sleep(Duration::from_millis(20)).await;
     running.abort();
     let sent = tokio::time::timeout(PROMPTLY, waiting)
