@@ -195,6 +195,40 @@ pub fn edge_with<T>(
     )
 }
 
+/// Takes a message queued on `rx` right now, if there is one, without
+/// waiting and without ever blocking the thread: what the runtime uses
+/// instead of tokio's `try_recv`, on its edges and on a parallel stage's
+/// results.
+///
+/// Tokio's `UnboundedReceiver::try_recv`, when it meets a message that a
+/// sender on another thread is still writing, parks the thread until the
+/// write completes, on the thread-local parker that `Runtime::block_on`
+/// also sleeps on. A pipeline `run().await` in a `block_on` (as in
+/// `#[tokio::main]` or `#[tokio::test]` on a multi-thread runtime) polls
+/// its whole body on that thread, with a waker that unparks that parker:
+/// a wake-up of the body delivered earlier in the same poll (a worker's
+/// result for another parallel stage, an edge's freed capacity) would be
+/// consumed by that park, and `block_on` would then sleep with every part
+/// of the pipeline waiting on an event that had already happened.
+///
+/// Polling `recv` once instead never parks: a message being written reads
+/// as "nothing yet" (a reader that needs it waits on the receiver, and
+/// that wait sees it). The poll registers a no-op waker, harmless as nothing else of the
+/// receiver's only owner is waiting on it meanwhile, and every wait
+/// registers its own; `unconstrained`, so the task's tokio budget is
+/// neither spent nor able to hide a queued message, as with `try_recv`.
+pub(crate) fn take_now<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<T> {
+    use futures::FutureExt;
+    // Nothing sent, not even a message being written: the usual answer,
+    // found without swapping the receiver's waker.
+    if rx.is_empty() {
+        return None;
+    }
+    tokio::task::unconstrained(rx.recv())
+        .now_or_never()
+        .flatten()
+}
+
 /// State shared by all ends of one edge.
 struct Shared {
     /// One permit per item of free capacity (`Block` edges only). Closed when

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 
 use super::ring::{Popped, Ring};
-use super::{Chunk, Shared};
+use super::{Chunk, Shared, take_now};
 use crate::backpressure::Demand;
 use crate::options::{Backpressure, OnFull};
 
@@ -50,7 +50,9 @@ impl<T> EdgeReceiver<T> {
         self.next_chunk().await
     }
 
-    /// Returns the next chunk if one is queued right now, without waiting.
+    /// Returns the next chunk if one is queued right now, without waiting
+    /// and without blocking the thread: a chunk that a sender on another
+    /// thread is still queueing is not seen until it is queued.
     pub fn try_recv_chunk(&mut self) -> Option<Vec<T>> {
         if let Some(demand) = &mut self.demand {
             demand.ask();
@@ -136,7 +138,7 @@ impl<T> EdgeReceiver<T> {
     /// Takes a chunk queued right now, without asking for more items first.
     fn next_chunk_now(&mut self) -> Option<Vec<T>> {
         let items = match &mut self.rx {
-            Rx::Channel(rx) => release(&self.shared, rx.try_recv().ok()?),
+            Rx::Channel(rx) => release(&self.shared, take_now(rx)?),
             Rx::Ring(ring) => match ring.try_pop(&self.shared) {
                 Popped::Items(items) => items,
                 Popped::Empty | Popped::Ended => return None,

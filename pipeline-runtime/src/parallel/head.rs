@@ -15,7 +15,7 @@ use super::IN_FLIGHT_PER_WORKER;
 use super::limit::AimdLimit;
 use super::worker::{Done, Job, Msg, Prototype, Rules, Spawn, Worker};
 use crate::chain::{Chain, Outputs};
-use crate::channel::EdgeReceiver;
+use crate::channel::{EdgeReceiver, take_now};
 use crate::error::Error;
 use crate::fan::{CloneInto, FailureRoute, LogFailures, clone_into};
 use crate::lifecycle::Control;
@@ -1013,7 +1013,10 @@ where
                 match event {
                     Event::Msg(Some(msg)) => {
                         back = self.handle(msg, out, control).await?;
-                        while let Ok(msg) = self.core.results.try_recv() {
+                        // Not tokio's `try_recv`, which may park this
+                        // thread and so lose a wake-up of the pipeline's
+                        // task: see `take_now`.
+                        while let Some(msg) = take_now(&mut self.core.results) {
                             back |= self.handle(msg, out, control).await?;
                         }
                     }
