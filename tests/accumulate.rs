@@ -246,6 +246,54 @@ async fn spilling_to_disk_gives_the_same_batches_as_memory() {
     assert!(report.is_balanced(), "{report}");
 }
 
+#[tokio::test]
+async fn spill_goes_to_a_directory_chosen_at_run_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // A directory known only at run time, as from configuration.
+    let dir = std::env::temp_dir().join(format!("pipeline-spill-dir-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let watched = dir.clone();
+    let files_seen = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&files_seen);
+    let batches = Collected::new();
+    let report = pipeline! {
+        per_key = iter(0..20_000u64)
+            >> accumulate(key = |x| x % 500, max_items = 50, spill = &dir, max_memory = 1KiB);
+        per_key
+            >> inspect(move |_| {
+                if std::fs::read_dir(&watched).unwrap().next().is_some() {
+                    seen.store(true, Ordering::Relaxed);
+                }
+            })
+            >> map(|b| b.into_items())
+            >> collect(&batches);
+    }
+    .run()
+    .await
+    .unwrap();
+    let mut items: Vec<u64> = batches.take().into_iter().flatten().collect();
+    items.sort_unstable();
+    assert_eq!(items, (0..20_000).collect::<Vec<_>>());
+    let accumulator = report
+        .stage("per_key")
+        .unwrap()
+        .accumulator
+        .as_ref()
+        .unwrap();
+    assert!(accumulator.bytes_spilled > 0, "{report}");
+    assert!(
+        files_seen.load(Ordering::Relaxed),
+        "no spill files appeared under {}",
+        dir.display()
+    );
+    // The run's files are removed with the accumulator.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn stop_flushes_open_batches() {
     let batches = Collected::new();

@@ -55,8 +55,10 @@ pub struct Spec {
     pub ttl: Option<u64>,
     /// `partial_flush` (default `true`).
     pub partial_flush: bool,
-    /// `spill`: whether state may go to disk, and the directory if given.
-    pub spill: Option<Option<syn::LitStr>>,
+    /// `spill`: whether state may go to disk, and the directory if given:
+    /// a string literal or any expression of a type that is
+    /// `Into<PathBuf>`, evaluated when the pipeline is built.
+    pub spill: Option<Option<Expr>>,
     /// `max_memory`, in bytes.
     pub max_memory: Option<u64>,
     /// `size = |item| bytes`.
@@ -84,6 +86,8 @@ pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> O
     let mut value: Option<Expr> = None;
     // A misspelt field may well be the limit that looks missing.
     let mut unknown_field = false;
+    // A `spill` already reported: whether it is on is not known.
+    let mut spill_unreadable = false;
     for arg in &call.args {
         let (field, right) = match arg {
             Expr::Assign(assign) => match &*assign.left {
@@ -135,24 +139,43 @@ pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> O
             ),
             ("key", Some(right)) => spec.collector = Collector::Key(right.clone()),
             ("max_items", Some(right)) => spec.max_items = count(right, &name, diagnostics),
-            ("max_bytes", Some(right)) => spec.max_bytes = quantity(right, &name, Unit::Size, diagnostics),
-            ("max_memory", Some(right)) => spec.max_memory = quantity(right, &name, Unit::Size, diagnostics),
-            ("max_latency", Some(right)) => spec.max_latency = quantity(right, &name, Unit::Time, diagnostics),
+            ("max_bytes", Some(right)) => {
+                spec.max_bytes = quantity(right, &name, Unit::Size, diagnostics)
+            }
+            ("max_memory", Some(right)) => {
+                spec.max_memory = quantity(right, &name, Unit::Size, diagnostics)
+            }
+            ("max_latency", Some(right)) => {
+                spec.max_latency = quantity(right, &name, Unit::Time, diagnostics)
+            }
             ("ttl", Some(right)) => spec.ttl = quantity(right, &name, Unit::Time, diagnostics),
             ("partial_flush", Some(right)) => match right {
-                Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => spec.partial_flush = b.value,
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => spec.partial_flush = b.value,
                 other => diagnostics.error_spanned(other, "`partial_flush` is `true` or `false`"),
             },
             ("spill", None) => spec.spill = Some(None),
             ("spill", Some(right)) => match right {
-                Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) => {
                     spec.spill = b.value.then_some(None);
                 }
-                Expr::Lit(syn::ExprLit { lit: Lit::Str(dir), .. }) => spec.spill = Some(Some(dir.clone())),
-                other => diagnostics.error_spanned(
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(_), ..
+                }) => spec.spill = Some(Some(right.clone())),
+                Expr::Lit(other) => {
+                    spill_unreadable = true;
+                    diagnostics.error_spanned(
                     other,
-                    "`spill` is `true`, `false`, or a directory such as `spill = \"/var/tmp/spill\"`",
-                ),
+                    "`spill` is `true`, `false`, or a directory: a string such as \
+                     `spill = \"/var/tmp/spill\"`, or an expression such as `spill = config.spill_dir`",
+                    );
+                }
+                // A directory known at run time: a variable, a field, a
+                // call; rustc checks that it is `Into<PathBuf>`.
+                dir => spec.spill = Some(Some(dir.clone())),
             },
             ("size", Some(right)) => spec.size = Some(right.clone()),
             (_, None) => diagnostics.error_spanned(&field, format!("`{name}` needs a value")),
@@ -224,7 +247,7 @@ pub fn parse(call: &ExprCall, unkeyed: bool, diagnostics: &mut Diagnostics) -> O
             "`spill` needs `max_memory`, the budget beyond which state goes to disk, \
              as in `spill, max_memory = 64MiB`",
         ),
-        (false, Some(memory), _) => diagnostics.error(
+        (false, Some(memory), _) if !spill_unreadable => diagnostics.error(
             memory,
             "`max_memory` is the budget for `spill`, which is off; add `spill` to let state go to disk, or remove `max_memory`",
         ),
@@ -502,11 +525,63 @@ mod tests {
     }
 
     #[test]
+    fn spill_takes_a_directory_from_a_literal_or_an_expression() {
+        for dir in [
+            quote::quote!("/var/tmp"),
+            quote::quote!(dir),
+            quote::quote!(tmp.path()),
+        ] {
+            let (spec, errors) = check(
+                quote::quote!(accumulate(key = |e| e.k, max_items = 5, spill = #dir, max_memory = 1MiB)),
+                false,
+            );
+            assert!(errors.is_empty(), "{errors:#?}");
+            let spill = spec.unwrap().spill;
+            assert_eq!(
+                spill.flatten().map(|dir| dir.to_token_stream().to_string()),
+                Some(dir.to_string())
+            );
+        }
+        let (spec, errors) = check(
+            quote::quote!(accumulate(key = |e| e.k, max_items = 5, spill = false)),
+            false,
+        );
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert!(spec.unwrap().spill.is_none());
+        let (_, errors) = check(
+            quote::quote!(accumulate(
+                key = |e| e.k,
+                max_items = 5,
+                spill = 3,
+                max_memory = 1MiB
+            )),
+            false,
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("a directory"), "{errors:#?}");
+    }
+
+    #[test]
     fn spill_needs_a_budget_and_batch_has_no_key() {
         let (_, errors) = check(
             quote::quote!(accumulate(key = |e| e.k, max_items = 5, spill)),
             false,
         );
+        assert!(
+            errors[0].contains("`spill` needs `max_memory`"),
+            "{errors:#?}"
+        );
+        // A directory chosen at run time is still a `spill`, so the error
+        // is the same, and the only one.
+        let (_, errors) = check(
+            quote::quote!(accumulate(
+                key = |e| e.k,
+                max_items = 5,
+                spill = config.dir()
+            )),
+            false,
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
         assert!(
             errors[0].contains("`spill` needs `max_memory`"),
             "{errors:#?}"

@@ -720,8 +720,12 @@ impl<'a> Wiring<'a> {
             Some(dir) => {
                 let max_memory = spec.max_memory.unwrap_or(64 << 20);
                 let dir = match dir {
+                    // At the directory's tokens, where rustc reports one
+                    // that is not `Into<PathBuf>`.
                     Some(dir) => {
-                        quote!(::std::option::Option::Some(::std::path::PathBuf::from(#dir)))
+                        let at = Span::mixed_site().located_at(syn::spanned::Spanned::span(dir));
+                        let private_at = private_path_at(at);
+                        quote_spanned!(at=> ::std::option::Option::Some(#private_at::SpillDir::spill_dir(#dir)))
                     }
                     None => quote!(::std::option::Option::None),
                 };
@@ -806,15 +810,45 @@ impl<'a> Wiring<'a> {
         if is_last && graph.main_outputs(node).is_empty() {
             code.extend(quote_spanned! {here=> #private_here::ends_in_sink(&#stage); });
         }
+        // The stage, its input, output and error must move to other
+        // threads: checked once, here, with a message naming what cannot.
+        // After a failed check the stage and its edge have an unknown type,
+        // so nothing built with them repeats the error.
+        let rx_checked = local("__pipeline_rx", span);
+        code.extend(quote_spanned! {here=>
+            let (#rx_checked, #stage) = {
+                let input = #private_here::item_of(&#rx);
+                let stage = #private_here::type_of(&#stage);
+                let checked = #private_here::WorkerInput::checked(stage, input, (#rx, #stage));
+                let checked = #private_here::WorkerStage::checked(stage, checked);
+                let (output, error) = #private_here::outputs_of(input, &checked.1);
+                let checked = #private_here::WorkerOutput::checked(stage, output, checked);
+                #private_here::WorkerError::checked(stage, error, checked)
+            };
+        });
         // Spawning is written here, where the stage's type is known, so
         // rustc can check that its futures may move to another thread.
-        let spawn = quote_spanned! {here=> |worker| #private_here::spawn_task(worker.run()) };
+        let spawn = quote_spanned! {here=>
+            |worker| {
+                let stage = #private_here::stage_of(&worker);
+                #private_here::SpawnsWorker::spawn(stage, #private_here::Worker::run(worker))
+            }
+        };
         let call = match key {
-            Some(key) => quote_spanned! {here=>
-                #private_here::parallel_by_key(#rx, #stage, #spawn, #options_var, #key, ::std::sync::Arc::clone(&#stats))
-            },
+            Some(key) => {
+                let key_var = local("__pipeline_key", span);
+                let key_here = Span::mixed_site().located_at(syn::spanned::Spanned::span(&key));
+                let private_key = private_path_at(key_here);
+                code.extend(quote_spanned! {key_here=>
+                    let #key_var = #private_key::key_for(#private_key::item_of(&#rx_checked), #key);
+                    let #key_var = #private_key::WorkerKey::checked(#private_key::key_fn(&#key_var), #key_var);
+                });
+                quote_spanned! {here=>
+                    #private_here::parallel_by_key(#rx_checked, #stage, #spawn, #options_var, #key_var, ::std::sync::Arc::clone(&#stats))
+                }
+            }
             None => quote_spanned! {here=>
-                #private_here::parallel(#rx, #stage, #spawn, #options_var, ::std::sync::Arc::clone(&#stats))
+                #private_here::parallel(#rx_checked, #stage, #spawn, #options_var, ::std::sync::Arc::clone(&#stats))
             },
         };
         code.extend(quote_spanned! {here=> let #chain = #call; });

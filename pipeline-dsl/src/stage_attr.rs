@@ -70,7 +70,9 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#errors #item);
         }
     };
+    let errors_before = diagnostics.len();
     let mut generated = stage_impl(&function, role, flat, &mut diagnostics);
+    let rejected = diagnostics.len() != errors_before;
     if !options.is_empty() {
         // The stage's defaults, merged under a node's own options by the
         // pipelines that use it. A retry that runs out dead-letters only if
@@ -86,11 +88,32 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
         // A pipeline fuses the stage to the one before it unless it knows
         // better; these tell it, through the stage's type, that the stage
         // wants its own input edge, or copies of its inputs to retry them.
-        let input = item_type(&function);
+        // A rejected function's stage takes any input: nothing is known
+        // about its item to run it on workers or clone it by.
+        let input = item_type(&function).filter(|_| !rejected);
         if let (Some((_, parallel)), Some(input)) = (&options.parallel, input) {
             // Written at `parallel`, where rustc reports a stage whose
-            // futures cannot move to a worker's thread.
-            let spawn = quote_spanned!(*parallel=> ::pipeline::__private::spawn_task(worker.run()));
+            // input, output, error or futures cannot move to a worker's
+            // thread, once, with a message that names it: after a failed
+            // check the worker's type is unknown, so its future is not
+            // checked too. The same checks bound `WorksInParallel`: when
+            // one fails, pipelines that use the stage run it fused rather
+            // than fail them again.
+            let private = quote_spanned!(*parallel=> ::pipeline::__private);
+            let spawn = quote_spanned! {*parallel=>
+                let stage = ::core::marker::PhantomData::<Self>;
+                let input = ::core::marker::PhantomData::<#input>;
+                let (output, error) = #private::outputs_of(input, &Self {});
+                let worker = #private::WorkerInput::checked(stage, input, worker);
+                let worker = #private::WorkerOutput::checked(stage, output, worker);
+                let worker = #private::WorkerError::checked(stage, error, worker);
+                #private::SpawnsWorker::spawn(stage, #private::Worker::run(worker))
+            };
+            // Not checked here (a bound with `for<..>` is not checked
+            // where it is written), but where it is used.
+            let bounds = quote_spanned! {*parallel=>
+                where for<'__pipeline> #name: #private::RunsOnWorkers<#input>
+            };
             let key = crate::options::by_key(&options).map(|key| {
                 quote! {
                     const KEY: ::core::option::Option<fn(&#input) -> u64> =
@@ -100,7 +123,7 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
                 }
             });
             generated.extend(quote! {
-                impl ::pipeline::__private::WorksInParallel for #name {}
+                impl ::pipeline::__private::WorksInParallel for #name #bounds {}
                 impl ::pipeline::__private::ParallelByDefault<#input> for #name {
                     fn spawn_worker(
                         worker: ::pipeline::__private::Worker<
@@ -192,17 +215,27 @@ fn parse_args(
             ("sink", syn::Meta::Path(_)) => role = Role::Sink,
             ("flat", syn::Meta::Path(_)) => flat = true,
             _ if crate::options::is_option(&key) => options.push(meta.clone()),
-            _ => diagnostics.error_spanned(
-                &meta,
-                format!(
-                    "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`, \
-                     or an option such as `parallel = 4` or `on_error = retry(3, backoff = 10ms)`",
-                    crate::diagnostics::end_sentence(suggestion(
-                        &key,
-                        ARGUMENTS.iter().chain(crate::options::OPTION_KEYS).copied()
-                    ))
-                ),
-            ),
+            _ => {
+                let candidates = ARGUMENTS.iter().chain(crate::options::OPTION_KEYS).copied();
+                // A misspelt role is read as the role, so that the stage
+                // still made has the shape that was meant.
+                if let syn::Meta::Path(_) = &meta {
+                    match crate::diagnostics::did_you_mean(&key, candidates.clone()) {
+                        Some("source") => role = Role::Source,
+                        Some("sink") => role = Role::Sink,
+                        Some("flat") => flat = true,
+                        _ => {}
+                    }
+                }
+                diagnostics.error_spanned(
+                    &meta,
+                    format!(
+                        "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`, \
+                         or an option such as `parallel = 4` or `on_error = retry(3, backoff = 10ms)`",
+                        crate::diagnostics::end_sentence(suggestion(&key, candidates))
+                    ),
+                );
+            }
         }
     }
     let options = crate::options::parse_metas(&options, diagnostics);
@@ -299,11 +332,14 @@ fn stage_impl(
         && role != Role::Source
         && let Type::Reference(reference) = &*first.ty
     {
-        diagnostics.error_spanned(
-            reference,
+        let message = if reference.mutability.is_some() {
+            in_place_message(first, reference, sig)
+        } else {
             "a stage takes its item by value; items move through the pipeline, \
-             so write the owned type (for example `String` instead of `&str`)",
-        );
+             so write the owned type (for example `String` instead of `&str`)"
+                .to_owned()
+        };
+        diagnostics.error_spanned(reference, message);
     }
     if role == Role::Source && sig.asyncness.is_some() {
         diagnostics.error_spanned(
@@ -317,11 +353,7 @@ fn stage_impl(
         if sig.receiver().is_some() {
             return TokenStream::new();
         }
-        return quote! {
-            #[allow(non_camel_case_types, dead_code)]
-            #[derive(Clone, Copy, Debug, Default)]
-            #vis struct #name {}
-        };
+        return rejected_impl(function, role, flat);
     }
     let ret: Type = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
@@ -462,6 +494,154 @@ fn stage_impl(
     }
 }
 
+/// The message for an item taken as `&mut T`: take it by value and return
+/// it.
+fn in_place_message(
+    param: &syn::PatType,
+    reference: &syn::TypeReference,
+    sig: &syn::Signature,
+) -> String {
+    let owned = type_text(&reference.elem);
+    let binding = match &*param.pat {
+        syn::Pat::Ident(ident) => format!("mut {}", ident.ident),
+        _ => "mut item".to_owned(),
+    };
+    let returns_nothing = match &sig.output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => matches!(&**ty, Type::Tuple(tuple) if tuple.elems.is_empty()),
+    };
+    let name = &sig.ident;
+    if returns_nothing {
+        format!(
+            "a stage takes its item by value, not `&mut {owned}`; to change it in place, \
+             take `{binding}: {owned}` and return it: `fn {name}({binding}: {owned}) -> {owned}`"
+        )
+    } else {
+        format!(
+            "a stage takes its item by value, not `&mut {owned}`; to change it in place, \
+             take `{binding}: {owned}` and return it"
+        )
+    }
+}
+
+/// A type as written, without the spaces token streams print.
+fn type_text(ty: &Type) -> String {
+    quote!(#ty)
+        .to_string()
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+}
+
+/// After `#[stage]` rejected `function`: the struct, and a stage that
+/// takes any input and outputs what the function seems meant to (its item
+/// changed in place, or its return type), so that the pipelines using it
+/// type-check and only the attribute's mistake is reported
+/// (tokio-macros and thiserror emit such fallbacks too). Never run: the
+/// crate does not compile.
+fn rejected_impl(function: &ItemFn, role: Role, flat: bool) -> TokenStream {
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let vis = &function.vis;
+    let private = quote!(::pipeline::__private);
+    let header = quote! {
+        #[allow(non_camel_case_types, dead_code)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #name {}
+    };
+    if role == Role::Source {
+        // Named at the head of a chain, a source is the function itself.
+        return header;
+    }
+    let generics: Vec<String> = sig
+        .generics
+        .type_params()
+        .map(|param| param.ident.to_string())
+        .collect();
+    let nameable = |ty: &Type| nameable_outside(&quote!(#ty), &generics);
+    let input = quote!(__PipelineIn);
+    let never = quote!(#private::Never);
+    let by_reference = sig.inputs.iter().any(|arg| {
+        matches!(arg, FnArg::Typed(t) if matches!(&*t.ty, Type::Reference(_)) && !is_context_ref(&t.ty))
+    });
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) if !matches!(&**ty, Type::Tuple(t) if t.elems.is_empty()) => {
+            Some(&**ty)
+        }
+        _ => None,
+    };
+    let (out, error) = match (role, ret) {
+        (Role::Sink, Some(ret))
+            if nameable(ret) && last_segment(ret).as_deref() == Some("Result") =>
+        {
+            (never.clone(), quote!(<#ret as #private::Fallible>::Err))
+        }
+        (Role::Sink, _) => (never.clone(), never.clone()),
+        // An item by reference and nothing returned: it was to be changed
+        // in place, and passed on.
+        (_, None) if by_reference => (input.clone(), never.clone()),
+        (_, None) => (quote!(()), never.clone()),
+        (_, Some(ret)) if flat || is_impl_iterator(ret) => match flat_item(ret) {
+            Some(item) if nameable_outside(&item, &generics) => (item, never.clone()),
+            _ if nameable(ret) => (
+                quote!(<#ret as ::core::iter::IntoIterator>::Item),
+                never.clone(),
+            ),
+            _ => (input.clone(), never.clone()),
+        },
+        (_, Some(ret)) if !nameable(ret) => (input.clone(), never.clone()),
+        (_, Some(ret)) => match last_segment(ret).as_deref() {
+            Some("Result") => (
+                quote!(<#ret as #private::Fallible>::Ok),
+                quote!(<#ret as #private::Fallible>::Err),
+            ),
+            Some("Option") => (quote!(<#ret as #private::Optional>::Some), never.clone()),
+            _ => (quote!(#ret), never.clone()),
+        },
+    };
+    let sink_marker = (role == Role::Sink).then(|| quote!(impl #private::IsSink for #name {}));
+    quote! {
+        #header
+        impl<#input> #private::Stage<#input> for #name {
+            type Out = #out;
+            type Error = #error;
+            fn process(
+                &mut self,
+                _: #input,
+                _: &mut #private::Emit<'_, Self::Out>,
+                _: &#private::StageContext,
+            ) -> impl #private::Future<Output = ::core::result::Result<(), Self::Error>> {
+                ::core::future::ready(::core::result::Result::Ok(()))
+            }
+        }
+        #sink_marker
+    }
+}
+
+/// Whether `tokens`, a type, can be named outside the function: no
+/// borrowed or `impl` types, no `Self`, none of its type parameters.
+fn nameable_outside(tokens: &TokenStream, generics: &[String]) -> bool {
+    use proc_macro2::TokenTree;
+    let tokens: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    tokens.iter().enumerate().all(|(i, token)| match token {
+        TokenTree::Group(group) => nameable_outside(&group.stream(), generics),
+        TokenTree::Punct(punct) if punct.as_char() == '&' => false,
+        // A lifetime: only `'static` is known outside.
+        TokenTree::Punct(punct) if punct.as_char() == '\'' => {
+            matches!(tokens.get(i + 1), Some(TokenTree::Ident(next)) if next == "static")
+        }
+        TokenTree::Ident(ident) => {
+            let ident = ident.to_string();
+            !(ident == "impl" || ident == "Self" || ident == "_" || generics.contains(&ident))
+        }
+        _ => true,
+    })
+}
+
 fn source_impl(
     name: &syn::Ident,
     ret: &Type,
@@ -561,4 +741,108 @@ fn impl_bound(ty: &Type) -> Option<(String, TokenStream)> {
 
 fn flat_item(ty: &Type) -> Option<TokenStream> {
     impl_bound(ty).map(|(_, item)| item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The expansion as text, without spaces, and the messages of its
+    /// `compile_error!`s.
+    fn expand(args: TokenStream, item: TokenStream) -> (String, Vec<String>) {
+        let out = expand_stage(args, item).to_string();
+        let messages = out
+            .split("compile_error !")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').nth(1).map(str::to_owned))
+            .collect();
+        (out.replace(' ', ""), messages)
+    }
+
+    #[test]
+    fn an_item_by_mut_reference_says_to_take_it_by_value_and_return_it() {
+        let (out, errors) = expand(
+            quote!(),
+            quote!(
+                fn normalize(order: &mut Order) {}
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].contains(
+                "take `mut order: Order` and return it: `fn normalize(mut order: Order) -> Order`"
+            ),
+            "{errors:#?}"
+        );
+        // The stage is still there, taking anything and passing it on, so
+        // that pipelines using it report nothing more.
+        assert!(
+            out.contains("impl<__PipelineIn>::pipeline::__private::Stage<__PipelineIn>fornormalize{typeOut=__PipelineIn;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_stage_outputs_its_return_type_when_it_can_be_named() {
+        for (item, out_type) in [
+            (
+                quote!(
+                    fn len(x: &str) -> usize {
+                        x.len()
+                    }
+                ),
+                "typeOut=usize;",
+            ),
+            (
+                quote!(
+                    fn add(a: u64, b: u64) -> u64 {
+                        a + b
+                    }
+                ),
+                "typeOut=u64;",
+            ),
+            (
+                quote!(
+                    fn show<T: Debug>(x: T) -> String {
+                        todo!()
+                    }
+                ),
+                "typeOut=String;",
+            ),
+            // Its return type names the generic parameter: the item is
+            // passed on.
+            (
+                quote!(
+                    fn same<T>(x: T) -> T {
+                        x
+                    }
+                ),
+                "typeOut=__PipelineIn;",
+            ),
+            (
+                quote!(
+                    fn parse(x: &str) -> Result<u64, E> {
+                        todo!()
+                    }
+                ),
+                "typeOut=<Result<u64,E>as::pipeline::__private::Fallible>::Ok;",
+            ),
+        ] {
+            let (out, errors) = expand(quote!(), item);
+            assert_eq!(errors.len(), 1, "{errors:#?}");
+            assert!(out.contains(out_type), "{out_type} in {out}");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_role_is_read_as_the_role() {
+        let (out, errors) = expand(
+            quote!(sinkk),
+            quote!(
+                fn print(x: u64) {}
+            ),
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(out.contains("IsSinkforprint"), "{out}");
+    }
 }

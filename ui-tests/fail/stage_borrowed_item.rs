@@ -7,4 +7,7 @@ fn len(x: &str) -> usize {
 
 fn main() {
     let _ = len("abc");
+    let _ = pipeline! {
+        iter(vec![String::from("abc")]) >> len >> for_each(|n: usize| println!("{n}"));
+    };
 }

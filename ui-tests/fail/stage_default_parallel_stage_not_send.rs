@@ -8,4 +8,7 @@ fn count(items: Rc<Vec<u64>>) -> usize {
 
 fn main() {
     let _ = count(Rc::new(vec![1]));
+    let _ = pipeline! {
+        iter(vec![Rc::new(vec![1u64])]) >> count >> discard();
+    };
 }

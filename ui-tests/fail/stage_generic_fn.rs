@@ -7,4 +7,7 @@ fn show<T: std::fmt::Debug>(x: T) -> String {
 
 fn main() {
     let _ = show(1);
+    let _ = pipeline! {
+        iter(0..3u64) >> show >> for_each(|s: String| println!("{s}"));
+    };
 }

@@ -7,4 +7,7 @@ fn print(x: u64) {
 
 fn main() {
     print(1);
+    let _ = pipeline! {
+        iter(0..3u64) >> print;
+    };
 }

@@ -1,0 +1,10 @@
+use pipeline::prelude::*;
+
+fn main() {
+    let dir = 42u32;
+    let _ = pipeline! {
+        iter(0..1000u64)
+            >> accumulate(key = |x: &u64| *x % 10, max_items = 100, spill = dir, max_memory = 1MiB)
+            >> discard();
+    };
+}
