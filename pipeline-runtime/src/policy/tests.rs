@@ -214,10 +214,7 @@ async fn a_panic_in_a_whole_chunk_stage_fails_that_chunk_and_discards_its_output
             _: &StageContext,
         ) {
             failures.note_passed(input.len());
-            out.extend(input.drain(..).map(|x| {
-                assert_ne!(x, 5, "five");
-                x
-            }));
+            out.extend(input.drain(..).inspect(|x| assert_ne!(*x, 5, "five")));
         }
     }
     crate::sync_stage!(WholeChunk: u32);
