@@ -2421,3 +2421,242 @@ async fn regression_a_panicking_by_key_closure_fails_items_not_the_run() {
     assert!(report.is_balanced(), "{report}");
     assert_eq!(out.take().len() as u64 + map.failed, 10, "{report}");
 }
+
+// ---------------------------------------------------------------------------
+// Parallel stages in a row, run in the case's own task.
+//
+// `run().await` polls every part of a pipeline in the task that awaits it
+// (here the one `block_on` polls, on the case's thread), while the workers
+// of each parallel stage run on the runtime's threads and report back: the
+// setting in which two parallel stages in a row once hung on a two-thread
+// runtime (a lost wake-up, issue 14; `tests/parallel_liveness.rs`). A run
+// that does not end in time fails its case, with the seed, instead of
+// hanging the suite. `run()` has no handle: a case that says `stop()` runs
+// to completion, and one that says `abort()` drops the run's future at that
+// moment, which must stop every worker (`run_case` checks that no task and
+// no stage is left).
+
+/// How a chain of parallel stages may reorder the items reaching its sink.
+#[derive(Debug, Clone, Copy)]
+enum Reorder {
+    /// Not at all: every stage is ordered.
+    None,
+    /// Freely.
+    Any,
+    /// Only between keys: the items of a key keep their order.
+    BetweenKeys,
+}
+
+/// A chain from a source through parallel stages to a `Sink`, as its checks
+/// see it.
+struct ParallelChain<'a> {
+    /// The chain's stages after the source, by name, in order, its sink
+    /// included.
+    stages: &'a [&'a str],
+    /// The fault slots its stages and routing closures read: an item
+    /// reaches the sink if none of them kills it.
+    slots: Vec<usize>,
+    reorder: Reorder,
+}
+
+/// Runs a pipeline's `run()` future in the case's task, within a time limit,
+/// ending it as the case says; then checks what came out: the result the
+/// ending allows, a balanced report, the order the chain keeps, that every
+/// item read was lost in a stage, dropped on an edge or delivered, and, on
+/// a graceful end, that every item no fault kills was delivered.
+async fn run_parallel_chain(
+    case: &Case,
+    probe: &Probe,
+    run: impl Future<Output = Result<Report, Error>>,
+    read: &AtomicU64,
+    got: &Received<Item>,
+    chain: ParallelChain<'_>,
+) -> Result<(), String> {
+    let waits: u64 = case
+        .items
+        .iter()
+        .flat_map(|i| i.faults)
+        .map(|f| match f {
+            Fault::Stall(ms) => u64::from(ms),
+            _ => 0,
+        })
+        .chain(case.gaps.iter().map(|&g| u64::from(g)))
+        .sum();
+    // Every stall and gap one after the other, and then some: only a hang
+    // reaches it (at once, on paused time).
+    let limit = Duration::from_millis(waits) + Duration::from_secs(20);
+    let result = match case.end {
+        End::Abort(after) => tokio::time::timeout(after, run)
+            .await
+            .unwrap_or(Err(Error::Aborted)),
+        End::Complete | End::Stop(_) => tokio::time::timeout(limit, run).await.map_err(|_| {
+            format!(
+                "the pipeline did not end within {limit:?}: a hang (read {} items)",
+                read.load(Ordering::SeqCst)
+            )
+        })?,
+    };
+    {
+        let mut tally = probe.tally.lock().unwrap();
+        match &result {
+            Ok(_) => tally.completed = true,
+            Err(Error::Aborted) => tally.aborted = true,
+            Err(_) => tally.failed = true,
+        }
+        tally.items = read.load(Ordering::SeqCst);
+        tally.early = tally.items < case.items.len() as u64;
+    }
+    let shown = match &result {
+        Ok(report) => report.to_string(),
+        Err(error) => format!("{error:?}"),
+    };
+    let fail = |e: String| format!("{e}\n{shown}");
+    let o = Outcome {
+        result,
+        states: Vec::new(),
+        edges: Vec::new(),
+    };
+    check_common(case, &o, false).map_err(fail)?;
+    let got = taken(got);
+    let model: Vec<Item> = read_prefix(&case.items, read)
+        .into_iter()
+        .filter(|i| i.survives(&chain.slots))
+        .collect();
+    match chain.reorder {
+        Reorder::None => subsequence("sink", &got, &model),
+        Reorder::Any => subset("sink", &got, &model),
+        Reorder::BetweenKeys => {
+            subset("sink", &got, &model).and_then(|()| per_key_order("sink", &got, &model))
+        }
+    }
+    .map_err(fail)?;
+    // Cut short (aborted, or a stage failed to start or close): what
+    // arrived was checked above.
+    let Ok(report) = &o.result else {
+        return Ok(());
+    };
+    let mut losses = Vec::new();
+    for &name in chain.stages {
+        let stage = report
+            .stage(name)
+            .ok_or_else(|| fail(format!("no stage `{name}` in the report")))?;
+        losses.push((name, stage.failed + stage.filtered + stage.dead_lettered));
+    }
+    // Every edge of a chain is on its one path.
+    losses.push(("edges", report.edges.iter().map(|e| e.dropped).sum()));
+    conserve(
+        "sink",
+        read.load(Ordering::SeqCst),
+        &losses,
+        got.len() as u64,
+    )
+    .map_err(fail)?;
+    if exact(case, probe, &o, true) {
+        match chain.reorder {
+            Reorder::None if ids(&got) != ids(&model) => {
+                return Err(fail(format!(
+                    "lost items: got {:?}, expected {:?}",
+                    ids(&got),
+                    ids(&model)
+                )));
+            }
+            Reorder::None => {}
+            Reorder::Any | Reorder::BetweenKeys => same_set("sink", &got, &model).map_err(fail)?,
+        }
+    }
+    Ok(())
+}
+
+/// The fault slots `slots` and those of the routing closures.
+fn with_routing(slots: &[usize]) -> Vec<usize> {
+    [slots, ROUTING].concat()
+}
+
+/// Declares a topology `source >> $stages >> Sink` run by
+/// [`run_parallel_chain`]: `$names` are the names of the stages, `$slots`
+/// the fault slots they read (the sink's are added), `$reorder` what order
+/// the sink may see. `$case` and `$probe` name the case and the probe for
+/// `$stages`.
+macro_rules! parallel_chain {
+    (
+        $test:ident,
+        |$case:ident, $probe:ident| [$($stages:tt)*],
+        [$($names:literal),*],
+        $slots:expr,
+        $reorder:expr
+    ) => {
+        chaos_test!($test, |$case, $probe| {
+            let read = Arc::new(AtomicU64::new(0));
+            let got = received();
+            let run = pipeline! {
+                stream(source($case.items.clone(), $case.gaps.clone(), Arc::clone(&read), $probe.guard()))
+                    >> $($stages)*
+                    >> Sink::new(S_SINK, &got, &$probe);
+            }
+            .run();
+            let chain = ParallelChain {
+                stages: &[$($names,)* "Sink"],
+                slots: [&$slots[..], &[S_SINK]].concat(),
+                reorder: $reorder,
+            };
+            run_parallel_chain(&$case, &$probe, run, &read, &got, chain).await
+        });
+    };
+}
+
+parallel_chain! {
+    parallel_chain_two_ordered,
+    |case, probe| [
+        #[parallel = 2] #[ordered] check
+            >> #[parallel = 3] #[ordered] #[buffer = 4] Worker::new(S_WORK, &case, &probe)
+    ],
+    ["check", "Worker"],
+    [S_CHECK, S_WORK],
+    Reorder::None
+}
+
+parallel_chain! {
+    parallel_chain_two_unordered,
+    |case, probe| [
+        #[parallel = 2] #[unordered] map(|item: Item| map_fault(item))
+            >> #[parallel = 2] #[unordered] Worker::new(S_WORK, &case, &probe)
+    ],
+    ["map", "Worker"],
+    [S_MAP, S_WORK],
+    Reorder::Any
+}
+
+parallel_chain! {
+    parallel_chain_two_by_key,
+    |case, probe| [
+        #[parallel = 2] #[by_key(|item: &Item| routing_fault(item))] check
+            >> #[parallel = 3] #[by_key(|item: &Item| item.key)] #[buffer = 3] Worker::new(S_WORK, &case, &probe)
+    ],
+    ["check", "Worker"],
+    with_routing(&[S_CHECK, S_WORK]),
+    Reorder::BetweenKeys
+}
+
+parallel_chain! {
+    parallel_chain_three_ordered,
+    |case, probe| [
+        #[parallel = 2] #[ordered] #[buffer = 2] map(|item: Item| map_fault(item))
+            >> #[parallel = 2] #[ordered] #[buffer = 2] check
+            >> #[parallel = 2] #[ordered] #[buffer = 2] Worker::new(S_WORK, &case, &probe)
+    ],
+    ["map", "check", "Worker"],
+    [S_MAP, S_CHECK, S_WORK],
+    Reorder::None
+}
+
+parallel_chain! {
+    parallel_chain_three_mixed,
+    |case, probe| [
+        #[parallel = 2] #[ordered] map(|item: Item| map_fault(item))
+            >> #[parallel = 2] #[by_key(|item: &Item| routing_fault(item))] #[buffer = 3] check
+            >> #[parallel = io] #[unordered] Worker::new(S_WORK, &case, &probe)
+    ],
+    ["map", "check", "Worker"],
+    with_routing(&[S_MAP, S_CHECK, S_WORK]),
+    Reorder::Any
+}
