@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Outlet, clone_into};
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{Breaker, OnError, StageOptions};
 use crate::policy::run::{Retrying, one_by_one, retry_failed, run_chunk};

@@ -36,6 +36,7 @@ pub mod backpressure;
 pub mod batch;
 pub mod chain;
 pub mod channel;
+pub mod control;
 pub mod envelope;
 pub mod error;
 pub mod fan;

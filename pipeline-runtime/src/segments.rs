@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chain::join;
 use crate::error::Error;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::policy::panic_message;
 
 /// The work of a pipeline, run in the current task by

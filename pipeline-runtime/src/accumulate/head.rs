@@ -24,7 +24,7 @@ use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
 use crate::error::Error;
 use crate::fan::{Broadcast, Outlet};
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{
     AccumulatorDelta, AccumulatorGauges, DEFAULT_PIPELINE_NAME, FlushReason, StageStats,
 };
@@ -969,11 +969,7 @@ where
     #[cold]
     #[inline(never)]
     fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_owned());
+        let message = crate::policy::panic_message(panic);
         tracing::warn!(stage = self.name, panic = %message, "the key or size function panicked on an item; item dropped");
         self.delta.failed += 1;
         self.items_held -= 1;

@@ -6,7 +6,7 @@ use std::future::Future;
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
 use crate::error::Error;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::stage::Pull;
 
 /// The input of an [`AccumulateHead`](super::AccumulateHead): chunks of

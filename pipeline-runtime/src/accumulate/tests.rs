@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::fan::{Broadcast, Output};
 use crate::graph::NodeKind;
 use crate::io::{Collected, collect, stream};
-use crate::lifecycle::{Control, Pipeline};
+use crate::control::Control;
+use crate::lifecycle::Pipeline;
 use crate::metrics::{EdgeStats, FlushCounts, StageReport, StageStats};
 use crate::stage::{Never, Pull};
 

@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep, timeout};
 use crate::chain::Chain;
 use crate::channel::{EdgeReceiver, edge_with};
 use crate::fan::{Inlet, Output};
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{EdgeReport, EdgeStats};
 use crate::options::{Backpressure, OnFull};
 use crate::stage::Pull;

@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::chain::{Chain, Fed, Outputs};
 use crate::error::Error;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::stage::Pull;
 
 /// The head of a diamond's branch: it emits what the diamond put in it.

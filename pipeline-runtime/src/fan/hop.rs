@@ -18,7 +18,7 @@ use crate::chain::{Chain, Outputs};
 use crate::channel::{EdgeReceiver, edge_for};
 use crate::error::Error;
 use crate::fan::{Broadcast, Output};
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::EdgeStats;
 use crate::options::StageOptions;
 use crate::stage::Pull;

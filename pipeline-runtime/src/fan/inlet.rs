@@ -3,7 +3,7 @@ use std::fmt;
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
 use crate::error::Error;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::stage::Pull;
 
 /// The start of a chain fed by an edge rather than a source.

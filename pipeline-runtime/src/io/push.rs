@@ -4,7 +4,7 @@ use std::fmt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::stage::{BoxError, Never, Pull, Source, StageContext};
 
 /// A source fed through [`PushHandle`]s. See [`push`].

@@ -69,7 +69,7 @@ impl<S: Source> Source for Results<S> {
         self.source.close(ctx)
     }
 
-    fn watch_stop(&mut self, control: &crate::lifecycle::Control) {
+    fn watch_stop(&mut self, control: &crate::control::Control) {
         self.source.watch_stop(control);
     }
 

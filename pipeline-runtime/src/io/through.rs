@@ -12,7 +12,7 @@ use super::sink::{SinkStage, sink};
 use crate::chain::{Chain, Outputs};
 use crate::error::Error;
 use crate::graph::NodeKind;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::StageStats;
 use crate::stage::{Failures, Pull, Stage, StageContext};
 

@@ -18,7 +18,7 @@ use crate::chain::{Chain, Outputs};
 use crate::channel::{EdgeReceiver, take_now};
 use crate::error::Error;
 use crate::fan::{CloneInto, FailureRoute, LogFailures, clone_into};
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{OnError, Ordering, Parallelism, StageOptions};
 use crate::policy::run::SharedBreaker;

@@ -12,7 +12,7 @@ use crate::channel::{EdgeReceiver, edge};
 use crate::error::Error;
 use crate::fan::{Broadcast, ErrorsPort, Output};
 use crate::graph::NodeKind;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{EdgeStats, StageStats};
 use crate::options::{OnError, Ordering, Parallelism, StageOptions};
 use crate::stage::{BoxError, Emit, Failed, Failures, Never, Pull, Stage, StageContext};

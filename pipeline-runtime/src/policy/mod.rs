@@ -43,7 +43,7 @@
 //! # `fail`: stopping the pipeline
 //!
 //! The first item failed under `fail` (directly or after its retries) makes
-//! the stage call [`Control::stop`](crate::lifecycle::Control::stop): every
+//! the stage call [`Control::stop`](crate::control::Control::stop): every
 //! source stops at its next chunk. Nothing in flight is dropped: the stage
 //! handles the rest of its chunk and every chunk still reaching it (an item
 //! that fails there is counted and logged; the first error is kept), every

@@ -1,7 +1,7 @@
 use std::future::Future;
 
 use super::{BoxError, StageContext};
-use crate::lifecycle::Control;
+use crate::control::Control;
 
 /// Whether a source has more to give after a [`Source::fill`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

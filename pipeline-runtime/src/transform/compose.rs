@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::chain::{Chain, Outputs};
 use crate::error::Error;
-use crate::lifecycle::Control;
+use crate::control::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::policy::panic_message;
 use crate::stage::{Never, Pull, StageError};
