@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::control::Control;
 use crate::error::Error;
 use crate::fan::{Broadcast, CloneInto, ErrorsPort, FailureRoute, LogFailures, Outlet, clone_into};
-use crate::control::Control;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::options::{Breaker, OnError, StageOptions};
 use crate::policy::run::{Retrying, one_by_one, retry_failed, run_chunk};

@@ -8,7 +8,7 @@
 //! * [`chain`]: fusion of a linear run of stages into one task.
 //! * [`channel`]: the bounded, batched edge between tasks, and what it does
 //!   when full.
-//! * [`backpressure`]: credit, rate, adaptive and pull strategies on an edge.
+//! * [`channel::backpressure`]: credit, rate, adaptive and pull strategies on an edge.
 //! * [`envelope`] and [`batch`]: item metadata and batches.
 //! * [`open`]: a pipeline ending in `output()`, read as a `Stream`.
 //! * [`trace`]: following an item's W3C trace context through the stages,
@@ -32,7 +32,6 @@
 #![warn(missing_docs)]
 
 pub mod accumulate;
-pub mod backpressure;
 pub mod batch;
 pub mod chain;
 pub mod channel;

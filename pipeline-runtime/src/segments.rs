@@ -8,8 +8,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::chain::join;
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::policy::panic_message;
 
 /// The work of a pipeline, run in the current task by

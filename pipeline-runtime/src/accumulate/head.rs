@@ -22,9 +22,9 @@ use super::spiller::{DiskSpill, NoSpill, Spiller};
 use super::{Accumulator, Completeness, Policy, Unfinished, UnfinishedReason};
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
+use crate::control::Control;
 use crate::error::Error;
 use crate::fan::{Broadcast, Outlet};
-use crate::control::Control;
 use crate::metrics::{
     AccumulatorDelta, AccumulatorGauges, DEFAULT_PIPELINE_NAME, FlushReason, StageStats,
 };

@@ -5,8 +5,8 @@ use std::future::Future;
 
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::stage::Pull;
 
 /// The input of an [`AccumulateHead`](super::AccumulateHead): chunks of

@@ -38,7 +38,7 @@
 //! # Back-pressure strategies
 //!
 //! [`edge_with`] also takes an optional [`Backpressure`] strategy; see
-//! [`crate::backpressure`]. The edge carries it to both of its ends: the
+//! [`crate::channel::backpressure`]. The edge carries it to both of its ends: the
 //! consumer side (granting credits, requesting items) runs inside
 //! [`EdgeReceiver`], so every consumer of the edge takes part, and the
 //! producer side (waiting for credits, requests or tokens, sizing chunks)
@@ -81,6 +81,7 @@
 //! # }
 //! ```
 
+pub mod backpressure;
 mod receiver;
 mod ring;
 mod sender;
@@ -94,9 +95,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::backpressure::Link;
 use crate::metrics::{EdgeQueue, EdgeStats};
 use crate::options::{Backpressure, OnFull};
+use backpressure::Link;
 
 pub use receiver::EdgeReceiver;
 pub use sender::EdgeSender;
@@ -153,7 +154,7 @@ pub fn edge_for<T>(
 /// `capacity` and `chunk` are clamped as for [`edge`];
 /// `edge_with(capacity, chunk, OnFull::Block, None)` is [`edge`]. The
 /// strategy's own values are clamped so that it cannot hang (see
-/// [`crate::backpressure`]).
+/// [`crate::channel::backpressure`]).
 ///
 /// Drops are counted on the edge ([`EdgeReceiver::dropped_items`]) and on the
 /// [`EdgeStats`] each sender was given with

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use super::ring::{Popped, Ring};
 use super::{Chunk, Shared, take_now};
-use crate::backpressure::Demand;
+use crate::channel::backpressure::Demand;
 use crate::options::{Backpressure, OnFull};
 
 /// Where a receiver's chunks come from.

@@ -266,7 +266,7 @@ impl<T> EdgeSender<T> {
     }
 
     /// The back-pressure strategy's shared state, for the producer side.
-    pub(crate) fn link(&self) -> Option<&Arc<crate::backpressure::Link>> {
+    pub(crate) fn link(&self) -> Option<&Arc<crate::channel::backpressure::Link>> {
         self.shared.link.as_ref()
     }
 

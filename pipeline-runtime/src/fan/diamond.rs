@@ -10,8 +10,8 @@
 use std::fmt;
 
 use crate::chain::{Chain, Fed, Outputs};
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::stage::Pull;
 
 /// The head of a diamond's branch: it emits what the diamond put in it.

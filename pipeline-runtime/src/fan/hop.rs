@@ -16,9 +16,9 @@ use std::task::Poll;
 
 use crate::chain::{Chain, Outputs};
 use crate::channel::{EdgeReceiver, edge_for};
+use crate::control::Control;
 use crate::error::Error;
 use crate::fan::{Broadcast, Output};
-use crate::control::Control;
 use crate::metrics::EdgeStats;
 use crate::options::StageOptions;
 use crate::stage::Pull;

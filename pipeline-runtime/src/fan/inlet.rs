@@ -2,8 +2,8 @@ use std::fmt;
 
 use crate::chain::{Chain, Outputs};
 use crate::channel::EdgeReceiver;
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::stage::Pull;
 
 /// The start of a chain fed by an edge rather than a source.
@@ -13,7 +13,7 @@ use crate::stage::Pull;
 /// upstream have finished and dropped their senders.
 ///
 /// The consumer side of the edge's back-pressure strategy, if it has one
-/// (granting credits, requesting items; see [`crate::backpressure`]), runs in
+/// (granting credits, requesting items; see [`crate::channel::backpressure`]), runs in
 /// the [`EdgeReceiver`] itself, so an inlet needs nothing more than the
 /// receiver of an edge built with [`edge_with`](crate::channel::edge_with).
 pub struct Inlet<T> {

@@ -3,8 +3,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::backpressure::Pacer;
 use crate::channel::EdgeSender;
+use crate::channel::backpressure::Pacer;
 use crate::metrics::EdgeStats;
 
 /// Where a chain's output goes when the chain does not end in a sink: into
@@ -32,7 +32,7 @@ pub trait Outlet<T> {
 ///
 /// If the edge was built with a back-pressure strategy
 /// ([`edge_with`](crate::channel::edge_with)), the output follows its
-/// producer side (see [`crate::backpressure`]): it ships only what its
+/// producer side (see [`crate::channel::backpressure`]): it ships only what its
 /// [`Pacer`] admits, holding the rest until then. Without one, shipping is a
 /// single [`EdgeSender::send_chunk`].
 ///

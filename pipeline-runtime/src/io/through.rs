@@ -10,9 +10,9 @@ use tokio::sync::oneshot;
 
 use super::sink::{SinkStage, sink};
 use crate::chain::{Chain, Outputs};
+use crate::control::Control;
 use crate::error::Error;
 use crate::graph::NodeKind;
-use crate::control::Control;
 use crate::metrics::StageStats;
 use crate::stage::{Failures, Pull, Stage, StageContext};
 

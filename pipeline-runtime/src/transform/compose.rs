@@ -19,8 +19,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use crate::chain::{Chain, Outputs};
-use crate::error::Error;
 use crate::control::Control;
+use crate::error::Error;
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
 use crate::policy::panic_message;
 use crate::stage::{Never, Pull, StageError};

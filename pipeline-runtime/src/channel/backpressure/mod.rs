@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, TryAcquireError};
 
-use crate::channel::{Closed, EdgeSender};
+use super::{Closed, EdgeSender};
 use crate::options::Backpressure;
 
 use rate::Bucket;

@@ -10,8 +10,8 @@ use tokio::time::{Instant, sleep, timeout};
 
 use crate::chain::Chain;
 use crate::channel::{EdgeReceiver, edge_with};
-use crate::fan::{Inlet, Output};
 use crate::control::Control;
+use crate::fan::{Inlet, Output};
 use crate::metrics::{EdgeReport, EdgeStats};
 use crate::options::{Backpressure, OnFull};
 use crate::stage::Pull;
