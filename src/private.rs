@@ -1391,11 +1391,11 @@ macro_rules! worker_check {
 worker_check! {
     /// The stage itself, cloned for each worker and moved to its thread.
     #[diagnostic::on_unimplemented(
-        message = "`parallel` needs `{Self}` to be `Clone + Send + Sync + 'static`",
+        message = "`parallel` needs stage `{S}` to be `Clone + Send + Sync + 'static`",
         label = "each worker gets its own clone of this stage, on another thread",
         note = "a closure is `Clone`, `Send` and `Sync` when what it captures is; capture owned or `Arc` values, not `Rc`s, `RefCell`s or references to locals"
     )]
-    WorkerStage<> for B where B: Clone + Send + Sync + 'static
+    WorkerStage<S> for B where B: Clone + Send + Sync + 'static
 }
 
 worker_check! {
@@ -1464,7 +1464,7 @@ pub trait RunsOnWorkers<In> {}
 
 impl<In, B> RunsOnWorkers<In> for B
 where
-    B: Stage<In> + WorkerStage<Holds>,
+    B: Stage<In> + WorkerStage<B, Holds>,
     In: WorkerInput<B, Holds>,
     B::Out: WorkerOutput<B, Holds>,
     B::Error: WorkerError<B, Holds>,

@@ -815,15 +815,30 @@ impl<'a> Wiring<'a> {
         // After a failed check the stage and its edge have an unknown type,
         // so nothing built with them repeats the error.
         let rx_checked = local("__pipeline_rx", span);
+        // The messages name the stage: a `#[stage]` or other stage value
+        // by its type, a built-in by its name as written (a local marker
+        // type, rather than the runtime type behind it).
+        let name = match &graph.node(node).ast.target {
+            Target::Builtin { builtin, .. } => {
+                let marker = syn::Ident::new(builtin.name, span);
+                quote_spanned! {here=> {
+                    #[allow(non_camel_case_types, dead_code)]
+                    struct #marker;
+                    ::core::marker::PhantomData::<#marker>
+                }}
+            }
+            _ => quote_spanned! {here=> #private_here::type_of(&#stage) },
+        };
         code.extend(quote_spanned! {here=>
             let (#rx_checked, #stage) = {
                 let input = #private_here::item_of(&#rx);
+                let name = #name;
                 let stage = #private_here::type_of(&#stage);
-                let checked = #private_here::WorkerInput::checked(stage, input, (#rx, #stage));
-                let checked = #private_here::WorkerStage::checked(stage, checked);
+                let checked = #private_here::WorkerInput::checked(name, input, (#rx, #stage));
+                let checked = #private_here::WorkerStage::checked(name, stage, checked);
                 let (output, error) = #private_here::outputs_of(input, &checked.1);
-                let checked = #private_here::WorkerOutput::checked(stage, output, checked);
-                #private_here::WorkerError::checked(stage, error, checked)
+                let checked = #private_here::WorkerOutput::checked(name, output, checked);
+                #private_here::WorkerError::checked(name, error, checked)
             };
         });
         // Spawning is written here, where the stage's type is known, so
