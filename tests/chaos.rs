@@ -275,12 +275,20 @@ struct Profile {
 
 impl Case {
     fn generate(seed: u64) -> Case {
+        Case::generate_on(seed, None)
+    }
+
+    /// The case of `seed`, on the clock `clock` if given (with the sizes
+    /// of stalls, gaps and inputs that clock's cases get), else on the one
+    /// the seed picks.
+    fn generate_on(seed: u64, clock: Option<Clock>) -> Case {
         let mut rng = Rng(seed);
-        let clock = if rng.chance(0.2) {
+        let drawn = if rng.chance(0.2) {
             Clock::Real
         } else {
             Clock::Paused
         };
+        let clock = clock.unwrap_or(drawn);
         // A third of the cases inject no error or panic, so the no-loss
         // check applies; the rest pick their own rates.
         let profile = match rng.below(6) {
@@ -1089,8 +1097,8 @@ fn run_case(topology: Topology, case: Case) -> Result<Tally, String> {
 }
 
 /// Runs the cases of one topology: `CHAOS_CASES` of them (or the default),
-/// or the one `CHAOS_SEED` names.
-fn run_topology(name: &str, topology: Topology) {
+/// or the one `CHAOS_SEED` names; on the clock `clock` if given.
+fn run_topology(name: &str, topology: Topology, clock: Option<Clock>) {
     quiet_injected_panics();
     let seeds: Vec<u64> = match std::env::var("CHAOS_SEED") {
         Ok(seed) => vec![seed.parse().expect("CHAOS_SEED is a number")],
@@ -1109,7 +1117,7 @@ fn run_topology(name: &str, topology: Topology) {
     let started = std::time::Instant::now();
     let (mut real, mut sum) = (0, Sums::default());
     for &seed in &seeds {
-        let case = Case::generate(seed);
+        let case = Case::generate_on(seed, clock);
         let shown = format!("{case:?}");
         real += usize::from(case.clock == Clock::Real);
         match run_case(topology, case) {
@@ -1213,12 +1221,15 @@ type CaseFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 /// runs and checks one case, given `case: Case` and `probe: Arc<Probe>`.
 macro_rules! chaos_test {
     ($test:ident, |$case:ident, $probe:ident| $body:block) => {
+        chaos_test!($test, None, |$case, $probe| $body);
+    };
+    ($test:ident, $clock:expr, |$case:ident, $probe:ident| $body:block) => {
         #[test]
         fn $test() {
             fn one_case($case: Case, $probe: Arc<Probe>) -> CaseFuture {
                 Box::pin(async move { $body })
             }
-            run_topology(stringify!($test), one_case);
+            run_topology(stringify!($test), one_case, $clock);
         }
     };
 }
@@ -2585,7 +2596,10 @@ macro_rules! parallel_chain {
         $slots:expr,
         $reorder:expr
     ) => {
-        chaos_test!($test, |$case, $probe| {
+        // Every case on a two-thread runtime in real time, where the
+        // workers report from other threads while `run()` is polled on
+        // the case's: the setting of the lost wake-up.
+        chaos_test!($test, Some(Clock::Real), |$case, $probe| {
             let read = Arc::new(AtomicU64::new(0));
             let got = received();
             let run = pipeline! {
