@@ -20,7 +20,7 @@ use crate::control::Control;
 use crate::error::Error;
 use crate::fan::{CloneInto, FailureRoute, LogFailures, clone_into};
 use crate::metrics::{DEFAULT_PIPELINE_NAME, StageStats};
-use crate::options::{OnError, Ordering, Parallelism, StageOptions};
+use crate::options::{Ordering, Parallelism, StageOptions};
 use crate::policy::run::SharedBreaker;
 use crate::policy::{self, CircuitBreaker, Settle};
 use crate::stage::{Failed, Pull, Stage, StageContext, StageError};
@@ -394,19 +394,12 @@ impl<In, M, O, E, P> ParallelHead<In, M, O, E, P> {
         P: FailureRoute<In, E>,
     {
         let stage = core.ctx.name();
-        let on_error = options.on_error.unwrap_or(if P::HANDS_ON {
-            OnError::DeadLetter
-        } else {
-            OnError::Ignore
-        });
-        let (settle, retry) = match on_error {
-            OnError::Ignore => (Settle::Ignore, None),
-            OnError::DeadLetter => (Settle::DeadLetter, None),
-            OnError::Fail => (Settle::Fail, None),
-            OnError::Retry { retry, then } => (then.into(), Some(retry)),
-        };
+        let on_error = crate::policy::on_error_or_default(options.on_error, P::HANDS_ON);
+        // A dead letter needs the route's copy of each input to hand on.
+        let keeps_inputs = P::HANDS_ON.then(|| route.cloner()).flatten();
+        let (settle, retry) = crate::policy::settle_of(on_error, keeps_inputs.is_some());
         let clone = clone.or_else(|| route.cloner());
-        let retry = retry.filter(|retry| retry.attempts > 0).map(|retry| {
+        let retry = retry.map(|retry| {
             let clone = clone.unwrap_or_else(|| {
                 panic!(
                     "stage `{stage}`: `on_error = retry(..)` needs a clone of each input; build the parallel stage with `with_options_cloning` or `with_route`"
@@ -418,15 +411,9 @@ impl<In, M, O, E, P> ParallelHead<In, M, O, E, P> {
             SharedBreaker::new(CircuitBreaker::new(config, Arc::clone(core.ctx.stats())))
         });
         core.rules = Rules { retry, breaker };
-        core.keep = None;
-        let settle = match (settle, route.cloner()) {
-            (Settle::DeadLetter, Some(clone)) if P::HANDS_ON => {
-                core.keep = Some(clone);
-                Settle::DeadLetter
-            }
-            (Settle::DeadLetter, _) => Settle::Ignore,
-            (settle, _) => settle,
-        };
+        core.keep = (settle == Settle::DeadLetter)
+            .then_some(keeps_inputs)
+            .flatten();
         ParallelHead {
             core,
             policy: Policy {
@@ -915,20 +902,10 @@ where
                 (0, count)
             }
             (Settle::Fail, _) => {
-                for (index, error) in failed {
-                    let position = base + index as u64;
-                    if self.policy.fatal.is_none() {
-                        tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
-                        self.policy.fatal = Some(Error::ItemFailed {
-                            stage,
-                            position,
-                            error: error.to_string(),
-                        });
-                        control.stop();
-                    } else {
-                        tracing::warn!(stage, position, %error, "item failed while the pipeline stops");
-                    }
-                }
+                let failed = failed
+                    .into_iter()
+                    .map(|(index, error)| (base + index as u64, error));
+                crate::policy::fail_run(stage, &mut self.policy.fatal, control, failed);
                 (count, 0)
             }
             _ => {

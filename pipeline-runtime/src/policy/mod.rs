@@ -141,6 +141,61 @@ impl From<Exhausted> for Settle {
     }
 }
 
+/// A stage's `on_error`: its own if it has one, else `dead_letter` when
+/// its failed items have somewhere to go (its `errors` port is connected:
+/// `hands_on`), else `ignore`. The one home of that default, for fused and
+/// parallel stages alike.
+pub(crate) fn on_error_or_default(on_error: Option<OnError>, hands_on: bool) -> OnError {
+    on_error.unwrap_or(if hands_on {
+        OnError::DeadLetter
+    } else {
+        OnError::Ignore
+    })
+}
+
+/// What finally happens to an item failed under `on_error`, and the
+/// retries to make before. A dead letter with nowhere to go (`!hands_on`)
+/// is ignored instead: counted and logged.
+pub(crate) fn settle_of(on_error: OnError, hands_on: bool) -> (Settle, Option<Retry>) {
+    let (settle, retry) = match on_error {
+        OnError::Ignore => (Settle::Ignore, None),
+        OnError::DeadLetter => (Settle::DeadLetter, None),
+        OnError::Fail => (Settle::Fail, None),
+        OnError::Retry { retry, then } => (then.into(), Some(retry)),
+    };
+    let settle = match settle {
+        Settle::DeadLetter if !hands_on => Settle::Ignore,
+        settle => settle,
+    };
+    (settle, retry.filter(|retry| retry.attempts > 0))
+}
+
+/// Settles items failed under `on_error = fail`, given as their positions
+/// in the stage's input and their errors: the first failure of the run
+/// becomes `fatal` (the run's error, naming the stage and the item) and
+/// stops the pipeline, so the sources stop and what is in flight drains;
+/// later ones are logged as failing while it stops.
+pub(crate) fn fail_run<E: std::fmt::Display>(
+    stage: &'static str,
+    fatal: &mut Option<crate::Error>,
+    control: &crate::control::Control,
+    failed: impl IntoIterator<Item = (u64, E)>,
+) {
+    for (position, error) in failed {
+        if fatal.is_none() {
+            tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
+            *fatal = Some(crate::Error::ItemFailed {
+                stage,
+                position,
+                error: error.to_string(),
+            });
+            control.stop();
+        } else {
+            tracing::warn!(stage, position, %error, "item failed while the pipeline stops");
+        }
+    }
+}
+
 /// The run-time policy of one fused stage.
 #[derive(Debug)]
 pub(crate) struct StagePolicy {
@@ -152,24 +207,19 @@ pub(crate) struct StagePolicy {
 }
 
 impl StagePolicy {
+    /// The policy of `on_error`, for a stage whose failed items have
+    /// somewhere to go if `hands_on` (see [`settle_of`]).
     pub(crate) fn new(
         on_error: OnError,
+        hands_on: bool,
         breaker: Option<CircuitBreaker>,
         jitter: Jitter,
         stage: &str,
     ) -> Self {
-        let (settle, retry) = match on_error {
-            OnError::Ignore => (Settle::Ignore, None),
-            OnError::DeadLetter => (Settle::DeadLetter, None),
-            OnError::Fail => (Settle::Fail, None),
-            OnError::Retry { retry, then } => (
-                then.into(),
-                (retry.attempts > 0).then(|| (retry, Backoff::new(&retry, jitter, seed(stage)))),
-            ),
-        };
+        let (settle, retry) = settle_of(on_error, hands_on);
         StagePolicy {
             settle,
-            retry,
+            retry: retry.map(|retry| (retry, Backoff::new(&retry, jitter, seed(stage)))),
             breaker,
         }
     }

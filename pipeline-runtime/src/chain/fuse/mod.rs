@@ -217,11 +217,7 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
     where
         P: FailureRoute<M, E>,
     {
-        let on_error = options.on_error.unwrap_or(if P::HANDS_ON {
-            OnError::DeadLetter
-        } else {
-            OnError::Ignore
-        });
+        let on_error = crate::policy::on_error_or_default(options.on_error, P::HANDS_ON);
         let clone = clone.or_else(|| route.cloner());
         assert!(
             clone.is_some() || !matches!(on_error, OnError::Retry { .. }),
@@ -252,10 +248,7 @@ impl<A, B, M, O, E, P> Fuse<A, B, M, O, E, P> {
         breaker: Option<Breaker>,
     ) -> Self {
         let breaker = breaker.map(|config| CircuitBreaker::new(config, Arc::clone(&stats)));
-        let mut rules = StagePolicy::new(on_error, breaker, Jitter::default(), stats.name());
-        if rules.settle == Settle::DeadLetter && !hands_on {
-            rules.settle = Settle::Ignore;
-        }
+        let rules = StagePolicy::new(on_error, hands_on, breaker, Jitter::default(), stats.name());
         let plain =
             rules.settle == Settle::Ignore && rules.retry.is_none() && rules.breaker.is_none();
         let needs_inputs = rules.retry.is_some() || rules.settle == Settle::DeadLetter;

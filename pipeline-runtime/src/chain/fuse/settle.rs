@@ -4,7 +4,6 @@
 use super::Fuse;
 use crate::chain::Chain;
 use crate::control::Control;
-use crate::error::Error;
 use crate::fan::FailureRoute;
 use crate::metrics::StageStats;
 use crate::policy::Settle;
@@ -200,20 +199,12 @@ where
                 if let Some((_, last)) = self.failed.last() {
                     self.ctx.stats().record_error(last);
                 }
-                for (index, error) in self.failed.drain(..) {
-                    let position = self.taken + index as u64;
-                    if policy.fatal.is_none() {
-                        tracing::error!(stage, position, %error, "item failed; stopping the pipeline (on_error = fail)");
-                        policy.fatal = Some(Error::ItemFailed {
-                            stage,
-                            position,
-                            error: error.to_string(),
-                        });
-                        control.stop();
-                    } else {
-                        tracing::warn!(stage, position, %error, "item failed while the pipeline stops");
-                    }
-                }
+                let taken = self.taken;
+                let failed = self
+                    .failed
+                    .drain(..)
+                    .map(|(index, error)| (taken + index as u64, error));
+                crate::policy::fail_run(stage, &mut policy.fatal, control, failed);
                 Settled {
                     filtered,
                     failed: count,
