@@ -17,9 +17,12 @@
 mod accumulator;
 mod batch_by;
 pub mod codec;
+mod engine;
 mod head;
 mod intake;
+mod lifecycle;
 mod policy;
+mod slots;
 pub mod spill;
 mod spiller;
 mod unfinished;
