@@ -827,13 +827,13 @@ impl<'a> Wiring<'a> {
                     ::core::marker::PhantomData::<#marker>
                 }}
             }
-            _ => quote_spanned! {here=> #private_here::type_of(&#stage) },
+            _ => quote_spanned! {here=> stage },
         };
         code.extend(quote_spanned! {here=>
             let (#rx_checked, #stage) = {
                 let input = #private_here::item_of(&#rx);
-                let name = #name;
                 let stage = #private_here::type_of(&#stage);
+                let name = #name;
                 let checked = #private_here::WorkerInput::checked(name, input, (#rx, #stage));
                 let checked = #private_here::WorkerStage::checked(name, stage, checked);
                 let (output, error) = #private_here::outputs_of(input, &checked.1);

@@ -215,13 +215,7 @@ impl<T> Source for Push<T> {
         self.rx.close();
         // Only a run that did not drain (it failed) leaves items here:
         // they were accepted, so they are counted, not lost silently.
-        let mut left = 0;
-        while self.rx.try_recv().is_ok() {
-            left += 1;
-        }
-        if left > 0 {
-            ctx.stats().record_dropped(left);
-        }
+        self.drop_queued(ctx).await;
         Ok(())
     }
 
@@ -249,13 +243,7 @@ impl<T> Source for Push<T> {
                 }
             }
             PushStop::Drop => {
-                let mut dropped = 0;
-                while self.rx.recv().await.is_some() {
-                    dropped += 1;
-                }
-                if dropped > 0 {
-                    ctx.stats().record_dropped(dropped);
-                }
+                self.drop_queued(ctx).await;
                 Pull::Done
             }
         }
@@ -278,6 +266,21 @@ impl<T> Push<T> {
     pub fn on_stop(mut self, policy: PushStop) -> Self {
         self.on_stop = policy;
         self
+    }
+
+    /// Drops the items queued in the closed channel, counting them as the
+    /// source's `dropped`. Awaits `recv` rather than calling `try_recv`,
+    /// which can park the thread while a sender finishes its write (see
+    /// `channel::take_now`); on a closed channel it waits only for sends
+    /// already under way.
+    async fn drop_queued(&mut self, ctx: &StageContext) {
+        let mut dropped = 0;
+        while self.rx.recv().await.is_some() {
+            dropped += 1;
+        }
+        if dropped > 0 {
+            ctx.stats().record_dropped(dropped);
+        }
     }
 
     /// Refuses new items; those already sent can still be read.

@@ -49,8 +49,7 @@ impl<S: Source> Source for Results<S> {
         max: usize,
         ctx: &StageContext,
     ) -> Result<Pull, Never> {
-        if !self.scratch.is_empty() {
-            out.extend(self.scratch.drain(..).map(Ok));
+        if self.hand_on_leftovers(out) {
             return Ok(Pull::More);
         }
         let room = max.saturating_sub(out.len());
@@ -80,8 +79,7 @@ impl<S: Source> Source for Results<S> {
         ctx: &StageContext,
     ) -> Pull {
         // Items a cancelled fill left behind were read before the stop.
-        if !self.scratch.is_empty() {
-            out.extend(self.scratch.drain(..).map(Ok));
+        if self.hand_on_leftovers(out) {
             return Pull::More;
         }
         let room = max.saturating_sub(out.len());
@@ -91,6 +89,18 @@ impl<S: Source> Source for Results<S> {
             .await;
         out.extend(self.scratch.drain(..).map(Ok));
         pull
+    }
+}
+
+impl<S: Source> Results<S> {
+    /// Hands on the items a cancelled fill left in `scratch`, if any: they
+    /// go out before anything read later.
+    fn hand_on_leftovers(&mut self, out: &mut Vec<Result<S::Out, S::Error>>) -> bool {
+        if self.scratch.is_empty() {
+            return false;
+        }
+        out.extend(self.scratch.drain(..).map(Ok));
+        true
     }
 }
 
