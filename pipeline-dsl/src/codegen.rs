@@ -32,15 +32,15 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Expr;
 
-use crate::builtins::Builtin;
+use crate::check::Verdict;
 use crate::diagnostics::Diagnostics;
 use crate::graph::{Graph, Kind, Node};
-use crate::parse::Target;
-use crate::validate::Verdict;
+use crate::lower::Op;
+use crate::ops::{Args, fields};
 
 /// The expansion of a `pipeline!`.
 pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> TokenStream {
-    let wiring = Wiring::new(graph, verdict);
+    let wiring = Wiring::new(graph);
     let private = private_path();
     let valid = diagnostics.is_empty();
     let order = wiring.segment_order();
@@ -140,7 +140,11 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
 /// stream.
 fn has_output(graph: &Graph) -> bool {
     graph.graph.node_indices().any(|n| {
-        matches!(&graph.node(n).ast.target, Target::Builtin { builtin, .. } if builtin.name == "output")
+        graph
+            .node(n)
+            .ir
+            .builtin()
+            .is_some_and(|call| call.op.stream_output)
     })
 }
 
@@ -197,7 +201,6 @@ struct DiamondPlan {
 
 struct Wiring<'a> {
     graph: &'a Graph,
-    verdict: &'a Verdict,
     /// Diamonds, by fan-out node.
     diamonds: HashMap<NodeIndex, DiamondPlan>,
     segments: Vec<Segment>,
@@ -209,8 +212,8 @@ struct Wiring<'a> {
 }
 
 impl<'a> Wiring<'a> {
-    fn new(graph: &'a Graph, verdict: &'a Verdict) -> Self {
-        let diamonds = find_diamonds(graph, verdict);
+    fn new(graph: &'a Graph) -> Self {
+        let diamonds = find_diamonds(graph);
         let fused_in: HashSet<NodeIndex> = diamonds
             .values()
             .flat_map(|d| d.branches.iter().flatten().copied().chain([d.merge]))
@@ -222,11 +225,8 @@ impl<'a> Wiring<'a> {
             let inputs = graph.inputs(node);
             // An option of the node's input edge (or its workers) gives it
             // an edge of its own.
-            let needs_edge = verdict
-                .node_options
-                .get(node.index())
-                .is_some_and(|o| o.needs_edge())
-                || runs_on_workers(graph, verdict, node);
+            let needs_edge =
+                graph.node(node).ir.options.needs_edge() || runs_on_workers(graph, node);
             if needs_edge && !inputs.is_empty() {
                 return true;
             }
@@ -292,7 +292,6 @@ impl<'a> Wiring<'a> {
         }
         Wiring {
             graph,
-            verdict,
             diamonds,
             segments,
             segment_of,
@@ -453,12 +452,12 @@ impl<'a> Wiring<'a> {
         let private = private_path();
         let errors_connected = !self.graph.port_outputs(node, "errors").is_empty();
         let own = self
-            .verdict
-            .node_options
-            .get(node.index())
-            .map(|o| o.to_runtime(errors_connected))
-            .unwrap_or_else(|| quote!(#private::options::StageOptions::NONE));
-        let pipeline = self.verdict.pipeline_options.to_runtime(errors_connected);
+            .graph
+            .node(node)
+            .ir
+            .options
+            .to_runtime(errors_connected);
+        let pipeline = self.graph.options.to_runtime(errors_connected);
         match self.stage_type(node) {
             Some(ty) => quote! {
                 {
@@ -646,17 +645,11 @@ impl<'a> Wiring<'a> {
     /// at compile time), and its `errors` port if connected.
     fn accumulate_code(&self, node: NodeIndex, intake: Intake) -> TokenStream {
         let graph = self.graph;
-        let ast = &graph.node(node).ast;
-        let Target::Builtin { builtin, call } = &ast.target else {
+        let ir = &graph.node(node).ir;
+        let Some(spec) = ir.builtin().and_then(|call| call.spec()) else {
             return quote!();
         };
-        let mut scratch = crate::diagnostics::Diagnostics::new();
-        // Validation already parsed it without error.
-        let Some(spec) = crate::accumulate::parse(call, builtin.name == "batch", &mut scratch)
-        else {
-            return quote!();
-        };
-        let span = ast.span();
+        let span = ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let private = private_path();
@@ -675,13 +668,13 @@ impl<'a> Wiring<'a> {
         let named = |name: &str| syn::Ident::new(&format!("{name}{suffix}"), here);
         let stats = local(&self.stats_var(node).to_string(), span);
         let collector = match &spec.collector {
-            crate::accumulate::Collector::Key(key) => {
+            fields::Collector::Key(key) => {
                 quote_spanned!(here=> #private_here::batch_by(#typed, #key))
             }
-            crate::accumulate::Collector::Unkeyed => {
+            fields::Collector::Unkeyed => {
                 quote_spanned!(here=> #private_here::batch_all(#typed))
             }
-            crate::accumulate::Collector::Value(value) => quote!(#value),
+            fields::Collector::Value(value) => quote!(#value),
         };
         let size = match (&spec.size, spec.max_bytes) {
             (Some(size), _) => quote!(#size),
@@ -741,7 +734,7 @@ impl<'a> Wiring<'a> {
         };
         if spec.size.is_none()
             && spec.max_bytes.is_none()
-            && !matches!(spec.collector, crate::accumulate::Collector::Value(_))
+            && !matches!(spec.collector, fields::Collector::Value(_))
         {
             // Items measured by their in-memory size all weigh the same:
             // their batches need not keep a byte total.
@@ -779,14 +772,14 @@ impl<'a> Wiring<'a> {
     }
 
     fn is_parallel(&self, node: NodeIndex) -> bool {
-        runs_on_workers(self.graph, self.verdict, node)
+        runs_on_workers(self.graph, node)
     }
 
     /// A `parallel` node at the head of its segment: its workers read from
     /// the node's edge.
     fn parallel_code(&self, node: NodeIndex, is_last: bool) -> TokenStream {
         let graph = self.graph;
-        let span = graph.node(node).ast.span();
+        let span = graph.node(node).ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let private = private_path();
@@ -797,11 +790,7 @@ impl<'a> Wiring<'a> {
         let stats = local(&self.stats_var(node).to_string(), span);
         let expr = self.stage_expr(node);
         let options = self.options_of(node);
-        let key = self
-            .verdict
-            .node_options
-            .get(node.index())
-            .and_then(crate::options::by_key);
+        let key = crate::options::by_key(&graph.node(node).ir.options);
         let mut code = quote! {
             let #chain = #private::edge_type(&#rx);
             let #options_var: #private::options::StageOptions = #options;
@@ -818,9 +807,9 @@ impl<'a> Wiring<'a> {
         // The messages name the stage: a `#[stage]` or other stage value
         // by its type, a built-in by its name as written (a local marker
         // type, rather than the runtime type behind it).
-        let name = match &graph.node(node).ast.target {
-            Target::Builtin { builtin, .. } => {
-                let marker = syn::Ident::new(builtin.name, span);
+        let name = match graph.node(node).ir.builtin() {
+            Some(call) => {
+                let marker = syn::Ident::new(call.op.name, span);
                 quote_spanned! {here=> {
                     #[allow(non_camel_case_types, dead_code)]
                     struct #marker;
@@ -907,9 +896,9 @@ impl<'a> Wiring<'a> {
     /// The type of a bare-named stage (a `#[stage]` item), whose defaults
     /// can be looked up.
     fn stage_type(&self, node: NodeIndex) -> Option<TokenStream> {
-        match &self.graph.node(node).ast.target {
-            Target::Name(ident) => Some(quote!(#ident)),
-            Target::Path(path) => Some(quote!(#path)),
+        match &self.graph.node(node).ir.op {
+            Op::Name(ident) => Some(quote!(#ident)),
+            Op::Path(path) => Some(quote!(#path)),
             _ => None,
         }
     }
@@ -927,7 +916,7 @@ impl<'a> Wiring<'a> {
     /// which only its type knows.
     fn attach_code(&self, node: NodeIndex, ty: &TokenStream, retries: bool) -> TokenStream {
         let graph = self.graph;
-        let span = graph.node(node).ast.span();
+        let span = graph.node(node).ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let private = private_path();
@@ -1033,20 +1022,18 @@ impl<'a> Wiring<'a> {
     /// Whether the node's options, its own or the pipeline's, retry failed
     /// items.
     fn retries(&self, node: NodeIndex) -> bool {
-        let node_options = self.verdict.node_options.get(node.index());
-        node_options.is_some_and(|o| o.retries())
-            || (self.verdict.pipeline_options.retries()
-                && node_options.is_none_or(|o| o.on_error.is_none()))
+        let own = &self.graph.node(node).ir.options;
+        own.retries() || (self.graph.options.retries() && own.on_error.is_none())
     }
 
     fn head_code(&self, node: NodeIndex) -> TokenStream {
-        let span = self.graph.node(node).ast.span();
+        let span = self.graph.node(node).ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let source = local("__pipeline_source", span);
         let chain = local("__pipeline_chain", span);
         let stats = local(&self.stats_var(node).to_string(), span);
-        let expr = head_expr(self.graph.node(node));
+        let expr = head_expr(self.graph.node(node), &self.emit_context(node));
         let mut code = quote_spanned! {here=>
             let #source = #expr;
             let #chain = #private_here::head(#source, ::std::sync::Arc::clone(&#stats), #private_here::DEFAULT_CHUNK);
@@ -1123,22 +1110,12 @@ impl<'a> Wiring<'a> {
     /// one pass with the ones next to it.
     fn composable(&self, node: NodeIndex) -> bool {
         let graph = self.graph;
-        let Target::Builtin { builtin, call } = &graph.node(node).ast.target else {
+        let Some(call) = graph.node(node).ir.builtin() else {
             return false;
         };
-        let kind = graph.node(node).kind;
-        let step = match builtin.name {
-            "map" | "filter" | "filter_map" | "inspect" => kind == Kind::Transform,
-            // A synchronous `for_each` ends a run.
-            "for_each" => kind == Kind::Sink && !call.args.first().is_some_and(is_async_closure),
-            _ => false,
-        };
-        step && self
-            .verdict
-            .node_options
-            .get(node.index())
-            .is_none_or(|o| o.is_empty())
-            && self.verdict.pipeline_options.is_empty()
+        (call.op.composable)(call)
+            && graph.node(node).ir.options.is_empty()
+            && graph.options.is_empty()
             && graph.port_outputs(node, "errors").is_empty()
             && !self.is_parallel(node)
     }
@@ -1146,7 +1123,7 @@ impl<'a> Wiring<'a> {
     /// `chain >> node` for a node of a composed run: the first of the run,
     /// or one more (`continues`).
     fn compose_code(&self, node: NodeIndex, continues: bool) -> TokenStream {
-        let span = self.graph.node(node).ast.span();
+        let span = self.graph.node(node).ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let stage = local("__pipeline_stage", span);
@@ -1170,22 +1147,18 @@ impl<'a> Wiring<'a> {
         if graph.node(node).kind == Kind::Accumulator {
             return self.accumulate_code(node, Intake::Chain);
         }
-        if let Target::Builtin { builtin, call } = &graph.node(node).ast.target
-            && builtin.name == "through"
+        if let Some(call) = graph.node(node).ir.builtin()
+            && call.op.wraps_chain
         {
             // Not a stage: it keeps emitting after its input ends, so it
             // wraps the chain before it.
-            let span = graph.node(node).ast.span();
+            let span = graph.node(node).ir.span();
             let here = Span::mixed_site().located_at(span);
-            let private_here = private_path_at(here);
             let chain = local("__pipeline_chain", span);
-            let stats = local(&self.stats_var(node).to_string(), span);
-            let args = call.args.iter();
-            return quote_spanned! {here=>
-                let #chain = #private_here::through_chain(#chain, #(#args),*, ::std::sync::Arc::clone(&#stats));
-            };
+            let wrapped = (call.op.emit)(call, &self.emit_context(node));
+            return quote_spanned! {here=> let #chain = #wrapped; };
         }
-        let span = graph.node(node).ast.span();
+        let span = graph.node(node).ir.span();
         let here = Span::mixed_site().located_at(span);
         let private_here = private_path_at(here);
         let stage = local("__pipeline_stage", span);
@@ -1198,14 +1171,10 @@ impl<'a> Wiring<'a> {
         }
         code.extend(self.hop_code(node));
         let errors = graph.port_outputs(node, "errors");
-        let node_options = self.verdict.node_options.get(node.index());
         let retries = self.retries(node);
-        let has_options = node_options.is_some_and(|o| !o.is_empty())
-            || !self.verdict.pipeline_options.is_empty()
-            || matches!(
-                graph.node(node).ast.target,
-                Target::Name(_) | Target::Path(_)
-            );
+        let has_options = !graph.node(node).ir.options.is_empty()
+            || !graph.options.is_empty()
+            || matches!(graph.node(node).ir.op, Op::Name(_) | Op::Path(_));
         let options_var = local("__pipeline_options", span);
         if has_options || !errors.is_empty() {
             let options = self.options_of(node);
@@ -1280,7 +1249,7 @@ impl<'a> Wiring<'a> {
                 quote!(#private::port_output(::std::clone::Clone::clone(&#tx), ::std::sync::Arc::clone(&#stats)))
             })
             .collect();
-        Some(self.broadcast(&edges, outputs, graph.node(node).ast.span()))
+        Some(self.broadcast(&edges, outputs, graph.node(node).ir.span()))
     }
 
     /// The edge `edge` out of a chain emitting what `chain` emits; checked
@@ -1313,10 +1282,10 @@ impl<'a> Wiring<'a> {
         let control = local("__pipeline_control", Span::call_site());
         let node = graph.node(last);
         if node.kind == Kind::Branch {
-            let Target::Builtin { call, .. } = &node.ast.target else {
+            let Some(call) = node.ir.builtin() else {
                 return quote!();
             };
-            let pick = call.args.first();
+            let pick = call.call.args.first();
             let ports: Vec<TokenStream> = node
                 .ports
                 .iter()
@@ -1326,7 +1295,7 @@ impl<'a> Wiring<'a> {
                     self.broadcast(&edges, outputs, port.span())
                 })
                 .collect();
-            let span = node.ast.span();
+            let span = node.ir.span();
             let here = Span::mixed_site().located_at(span);
             let private_here = private_path_at(here);
             let chain_here = local("__pipeline_chain", span);
@@ -1348,7 +1317,7 @@ impl<'a> Wiring<'a> {
             };
         }
         let outputs = edges.iter().map(|&e| self.output(e)).collect();
-        let broadcast = self.broadcast(&edges, outputs, node.ast.span());
+        let broadcast = self.broadcast(&edges, outputs, node.ir.span());
         quote! {
             let #outlet = #broadcast;
             move |#control: #private::Control| #private::drive_into(#chain, #outlet, #control)
@@ -1357,7 +1326,16 @@ impl<'a> Wiring<'a> {
 
     /// The expression that makes a node's stage.
     fn stage_expr(&self, node: NodeIndex) -> TokenStream {
-        stage_expr(self.graph.node(node))
+        stage_expr(self.graph.node(node), &self.emit_context(node))
+    }
+
+    /// The locals an operator's code refers to.
+    fn emit_context(&self, node: NodeIndex) -> crate::ops::Emit {
+        let span = self.graph.node(node).ir.span();
+        crate::ops::Emit {
+            chain: local("__pipeline_chain", span),
+            stats: local(&self.stats_var(node).to_string(), span),
+        }
     }
 
     /// `Pipeline::graph()`: the nodes and edges as the macro saw them, with
@@ -1381,7 +1359,7 @@ impl<'a> Wiring<'a> {
             if !graph.port_outputs(index, "errors").is_empty() {
                 ports.push("errors".to_owned());
             }
-            nodes.push(graph_node(name, kind, &ports, node.ast.span()));
+            nodes.push(graph_node(name, kind, &ports, node.ir.span()));
         }
         let mut next = nodes.len();
         for index in graph.graph.node_indices() {
@@ -1391,7 +1369,7 @@ impl<'a> Wiring<'a> {
             let target = if inputs.len() > 1 {
                 let name = format!("merge into {}", graph.node(index).name);
                 let kind = quote!(#private::NodeKind::Merge);
-                nodes.push(graph_node(&name, kind, &[], graph.node(index).ast.span()));
+                nodes.push(graph_node(&name, kind, &[], graph.node(index).ir.span()));
                 merged = Some(quote! {
                     #private::GraphEdge { from: #next, to: #to, port: ::std::option::Option::None }
                 });
@@ -1427,22 +1405,22 @@ impl<'a> Wiring<'a> {
                 continue;
             }
             let node = self.graph.node(index);
-            match &node.ast.target {
-                Target::Builtin { builtin, call } if builtin.io => {
-                    for arg in io_arguments(call) {
+            match &node.ir.op {
+                Op::Builtin(call) if matches!(call.args, Args::Io(_)) => {
+                    for arg in io_arguments(&call.call) {
                         code.extend(quote! { let _ = &(#arg); });
                     }
                 }
-                Target::Builtin { call, .. } => {
-                    for arg in crate::accumulate::code_arguments(call) {
+                Op::Builtin(call) => {
+                    for arg in fields::code_arguments(&call.call) {
                         code.extend(quote! { let _ = &(#arg); });
                     }
                 }
-                Target::Expr(expr) => code.extend(quote! { let _ = #expr; }),
+                Op::Value(expr) => code.extend(quote! { let _ = #expr; }),
                 // At the head of a chain a name is a value (a source made
                 // before the macro): used, so it draws no warning.
-                Target::Name(_) | Target::Path(_) if self.graph.inputs(index).is_empty() => {
-                    let value = head_expr(node);
+                Op::Name(_) | Op::Path(_) if self.graph.inputs(index).is_empty() => {
+                    let value = head_expr(node, &self.emit_context(index));
                     code.extend(quote! { let _ = &#value; });
                 }
                 _ => {}
@@ -1456,23 +1434,9 @@ impl<'a> Wiring<'a> {
 /// Whether `node` runs on workers: its own `parallel`, or the pipeline's
 /// `#![parallel = ..]`, which applies to every transform that can run on
 /// workers (not `through`, not a source, sink, accumulator or branch).
-fn runs_on_workers(graph: &Graph, verdict: &Verdict, node: NodeIndex) -> bool {
-    if verdict
-        .node_options
-        .get(node.index())
-        .is_some_and(|o| o.parallel.is_some())
-    {
-        return true;
-    }
-    verdict.pipeline_options.parallel.is_some() && pipeline_parallel_applies(graph, node)
-}
-
-/// Whether the pipeline's `#![parallel = ..]` applies to `node`.
-pub(crate) fn pipeline_parallel_applies(graph: &Graph, node: NodeIndex) -> bool {
-    let n = graph.node(node);
-    n.kind == Kind::Transform
-        && !graph.inputs(node).is_empty()
-        && !matches!(&n.ast.target, Target::Builtin { builtin, .. } if builtin.name == "through")
+fn runs_on_workers(graph: &Graph, node: NodeIndex) -> bool {
+    graph.node(node).ir.options.parallel.is_some()
+        || (graph.options.parallel.is_some() && graph.pipeline_parallel_applies(node))
 }
 
 /// Whether a stage is composed with its neighbours into one pass.
@@ -1498,11 +1462,7 @@ enum Intake {
 /// Whether an accumulate node has a deadline to wake for (`max_latency`
 /// or `ttl`); one that cannot be read is assumed to.
 fn has_deadlines(graph: &Graph, node: NodeIndex) -> bool {
-    let Target::Builtin { builtin, call } = &graph.node(node).ast.target else {
-        return true;
-    };
-    let mut scratch = crate::diagnostics::Diagnostics::new();
-    match crate::accumulate::parse(call, builtin.name == "batch", &mut scratch) {
+    match graph.node(node).ir.builtin().and_then(|call| call.spec()) {
         Some(spec) => spec.max_latency.is_some() || spec.ttl.is_some(),
         None => true,
     }
@@ -1513,13 +1473,10 @@ fn has_deadlines(graph: &Graph, node: NodeIndex) -> bool {
 /// accumulator, branch or parallel stage, no bare-named stage (whose
 /// `#[stage(..)]` defaults might ask for an edge, which the macro cannot
 /// see), and the merge node fed by these branches alone.
-fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, DiamondPlan> {
+fn find_diamonds(graph: &Graph) -> HashMap<NodeIndex, DiamondPlan> {
     let own_edge = |node: NodeIndex| {
-        verdict
-            .node_options
-            .get(node.index())
-            .is_some_and(|o| o.needs_edge())
-            || runs_on_workers(graph, verdict, node)
+        graph.node(node).ir.options.needs_edge()
+            || runs_on_workers(graph, node)
             || matches!(
                 graph.node(node).kind,
                 Kind::Accumulator | Kind::Branch | Kind::Source
@@ -1527,9 +1484,9 @@ fn find_diamonds(graph: &Graph, verdict: &Verdict) -> HashMap<NodeIndex, Diamond
     };
     // A bare-named stage may hop by its defaults, and `through` drives the
     // chain before it itself: either takes its chain away from the feed.
-    let bare = |node: NodeIndex| match &graph.node(node).ast.target {
-        Target::Name(_) | Target::Path(_) => true,
-        Target::Builtin { builtin, .. } => builtin.name == "through",
+    let bare = |node: NodeIndex| match &graph.node(node).ir.op {
+        Op::Name(_) | Op::Path(_) => true,
+        Op::Builtin(call) => call.op.wraps_chain,
         _ => false,
     };
     let mut diamonds = HashMap::new();
@@ -1631,59 +1588,36 @@ fn first_span(tokens: &TokenStream) -> Span {
 /// or a `#[stage(source)]` function, which `head` calls. Which one it is
 /// only its type tells: `IntoSource` has an impl for each, told apart by
 /// a marker type rustc infers.
-fn head_expr(node: &Node) -> TokenStream {
-    match &node.ast.target {
-        Target::Name(ident) => quote!(#ident),
-        Target::Path(path) => quote!(#path),
-        _ => stage_expr(node),
+fn head_expr(node: &Node, emit: &crate::ops::Emit) -> TokenStream {
+    match &node.ir.op {
+        Op::Name(ident) => quote!(#ident),
+        Op::Path(path) => quote!(#path),
+        _ => stage_expr(node, emit),
     }
 }
 
 /// The expression that makes a node's stage.
-fn stage_expr(node: &Node) -> TokenStream {
-    let span = node.ast.span();
-    let chain = local("__pipeline_chain", span);
-    match &node.ast.target {
+fn stage_expr(node: &Node, emit: &crate::ops::Emit) -> TokenStream {
+    match &node.ir.op {
         // A bare name is a `#[stage]` item: the braced struct it generated.
-        Target::Name(ident) => quote_spanned!(ident.span()=> #ident {}),
-        Target::Path(path) => {
+        Op::Name(ident) => quote_spanned!(ident.span()=> #ident {}),
+        Op::Path(path) => {
             let span = path
                 .segments
                 .last()
                 .map_or_else(Span::call_site, |s| s.ident.span());
             quote_spanned!(span=> #path {})
         }
-        Target::Builtin { builtin, call } if builtin.io => io_expr(builtin, call, &chain),
-        Target::Builtin { builtin, call } => {
-            let func_span = func_span(call);
-            let args = call.args.iter();
-            let name = match builtin.name {
-                "for_each" if call.args.first().is_some_and(is_async_closure) => "for_each_async",
-                other => other,
-            };
-            if name == "output" {
-                // The sink half of the stream `into_stream` reads, made in
-                // the setup code.
-                let sink = local("__pipeline_output", func_span);
-                return quote!(#sink);
-            }
-            let func = syn::Ident::new(name, func_span);
-            let private = private_path_at(func_span);
-            if builtin.kind == Kind::Source {
-                quote_spanned!(func_span=> #private::#func(#(#args),*))
-            } else {
-                quote_spanned!(func_span=> #private::#func(#private::marker(&#chain), #(#args),*))
-            }
-        }
+        Op::Builtin(call) => (call.op.emit)(call, emit),
         // Parentheses only set a value apart from a `#[stage]` name
         // (`>> (sink_value)`); emitted bare, so rustc does not lint them.
-        Target::Expr(Expr::Paren(paren)) => {
+        Op::Value(Expr::Paren(paren)) => {
             let inner = &paren.expr;
             quote!(#inner)
         }
-        Target::Expr(expr) => quote!(#expr),
+        Op::Value(expr) => quote!(#expr),
         // References are edges, not nodes.
-        Target::Port { owner, .. } => quote!(#owner),
+        Op::Port { owner, .. } => quote!(#owner),
     }
 }
 
@@ -1695,127 +1629,8 @@ fn io_arguments(call: &syn::ExprCall) -> Vec<TokenStream> {
         .iter()
         .flat_map(|arg| match arg {
             Expr::Assign(_) | Expr::Lit(_) | Expr::Closure(_) => Vec::new(),
-            other => match crate::builtins::lookup_call(other) {
-                Some((_, inner)) => io_arguments(inner),
-                None => vec![other.to_token_stream()],
-            },
+            Expr::Call(inner) if crate::ops::operator_of(inner).is_some() => io_arguments(inner),
+            other => vec![other.to_token_stream()],
         })
         .collect()
-}
-
-/// The span of a call's function name.
-fn func_span(call: &syn::ExprCall) -> Span {
-    match &*call.func {
-        Expr::Path(p) => p
-            .path
-            .segments
-            .first()
-            .map_or_else(Span::call_site, |s| s.ident.span()),
-        _ => Span::call_site(),
-    }
-}
-
-/// An IO built-in: its runtime constructor, with the named arguments,
-/// checked and converted by `validate`, as plain numbers.
-fn io_expr(builtin: &'static Builtin, call: &syn::ExprCall, chain: &syn::Ident) -> TokenStream {
-    let mut scratch = Diagnostics::new();
-    // Validation already read it without error.
-    let Some(io) = crate::builtins::check_io_call(builtin, call, &mut scratch) else {
-        return quote!(());
-    };
-    let span = func_span(call);
-    let private = private_path_at(span);
-    let number = |value: u64| proc_macro2::Literal::u64_unsuffixed(value);
-    let first = io.positional.first();
-    match builtin.name {
-        "lines" => {
-            let lines = quote_spanned!(span=> #private::lines(#first));
-            match io.get("max_line") {
-                Some(max) => {
-                    let max = number(max);
-                    quote_spanned!(span=> #private::Lines::max_line(#lines, #max))
-                }
-                None => lines,
-            }
-        }
-        "frames" => {
-            let delimiter = io.positional.get(1);
-            let delimiter = if io.byte_delimiter {
-                quote!([#delimiter])
-            } else {
-                quote!(#delimiter)
-            };
-            let max = match io.get("max_frame") {
-                Some(max) => number(max).into_token_stream(),
-                None => quote_spanned!(span=> #private::DEFAULT_MAX_LINE),
-            };
-            quote_spanned!(span=> #private::frames(#first, #delimiter, #max))
-        }
-        "interval" => {
-            let period = match io.period {
-                Some(nanos) => {
-                    let nanos = number(nanos);
-                    quote_spanned!(span=> #private::Duration::from_nanos(#nanos))
-                }
-                None => quote!(#first),
-            };
-            let interval = quote_spanned!(span=> #private::interval(#period));
-            match io.get("take") {
-                Some(ticks) => {
-                    let ticks = number(ticks);
-                    quote_spanned!(span=> #private::Interval::take(#interval, #ticks))
-                }
-                None => interval,
-            }
-        }
-        "results" => {
-            let inner = match io.inner {
-                Some((inner, inner_call)) if inner.io => io_expr(inner, inner_call, chain),
-                Some((inner, inner_call)) => {
-                    let inner_span = func_span(inner_call);
-                    let inner_private = private_path_at(inner_span);
-                    let func = syn::Ident::new(inner.name, inner_span);
-                    let args = inner_call.args.iter();
-                    quote_spanned!(inner_span=> #inner_private::#func(#(#args),*))
-                }
-                None => quote!(#first),
-            };
-            quote_spanned!(span=> #private::results(#inner))
-        }
-        "ok" => quote_spanned!(span=> #private::ok(#private::marker(&#chain))),
-        "write" | "write_lines" => {
-            let flush_every = number(
-                io.get("flush_every")
-                    .unwrap_or(crate::builtins::DEFAULT_FLUSH_EVERY),
-            );
-            let func = syn::Ident::new(builtin.name, span);
-            quote_spanned!(span=> #private::#func(#first, #flush_every))
-        }
-        // `channel(sender)`, `sink(s)`.
-        name => {
-            let func = syn::Ident::new(name, span);
-            quote_spanned!(span=> #private::#func(#first))
-        }
-    }
-}
-
-/// `|x| async { .. }`, `|x| async move { .. }` or `async |x| ..`.
-fn is_async_closure(expr: &Expr) -> bool {
-    match expr {
-        Expr::Closure(closure) => closure.asyncness.is_some() || ends_in_async_block(&closure.body),
-        _ => false,
-    }
-}
-
-/// `async { .. }`, or a block whose value is one.
-fn ends_in_async_block(expr: &Expr) -> bool {
-    match expr {
-        Expr::Async(_) => true,
-        Expr::Block(block) => match block.block.stmts.last() {
-            Some(syn::Stmt::Expr(tail, None)) => ends_in_async_block(tail),
-            _ => false,
-        },
-        Expr::Paren(paren) => ends_in_async_block(&paren.expr),
-        _ => false,
-    }
 }

@@ -34,6 +34,12 @@ impl Diagnostics {
         self.errors.push(error);
     }
 
+    /// Records every error of `other`, after those recorded so far (the
+    /// errors a phase kept with a node, reported when the node is checked).
+    pub fn extend(&mut self, other: &Diagnostics) {
+        self.errors.extend(other.errors.iter().cloned());
+    }
+
     /// Whether anything was recorded.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()

@@ -20,44 +20,15 @@ use quote::ToTokens;
 use syn::Ident;
 
 use crate::diagnostics::{Diagnostics, did_you_mean};
-use crate::parse::{NodeAst, PipelineAst, Target};
+use crate::lower::{self, Op, Pipeline};
+use crate::options::Options;
 
-/// What role a node plays, as far as the macro can tell from its tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Produces items.
-    Source,
-    /// Takes items and emits items.
-    Transform,
-    /// Groups items by key.
-    Accumulator,
-    /// Routes items to ports.
-    Branch,
-    /// Consumes items.
-    Sink,
-    /// A user's stage: its role is known only from its type, which the
-    /// generated code checks.
-    Stage,
-}
-
-impl Kind {
-    /// An article and a noun for messages: "a source".
-    pub fn described(self) -> &'static str {
-        match self {
-            Kind::Source => "a source",
-            Kind::Transform => "a transform",
-            Kind::Accumulator => "an accumulator",
-            Kind::Branch => "a branch",
-            Kind::Sink => "a sink",
-            Kind::Stage => "a stage",
-        }
-    }
-}
+pub use crate::ops::Kind;
 
 /// A node of the graph.
 pub struct Node {
-    /// The node as parsed.
-    pub ast: NodeAst,
+    /// The node, lowered.
+    pub ir: lower::Node,
     /// Its role.
     pub kind: Kind,
     /// Its unique name in reports (`filter`, `filter#2`, ...); a bound name
@@ -94,6 +65,10 @@ pub struct Graph {
     /// Every `node[port]` written, connected or not, so a port the user
     /// did write is not also reported as never connected.
     pub mentioned_ports: HashSet<(NodeIndex, String)>,
+    /// The pipeline's `#![..]` options.
+    pub options: Options,
+    /// The errors in them, reported by [`check`](crate::check).
+    pub option_problems: Diagnostics,
 }
 
 /// One element of a statement: a new node, or a reference to a bound one.
@@ -111,7 +86,7 @@ type Resolved = (NodeIndex, Option<Ident>);
 
 impl Graph {
     /// Builds the graph of the parsed pipeline, reporting name errors.
-    pub fn build(ast: PipelineAst, diagnostics: &mut Diagnostics) -> (Graph, Vec<syn::Attribute>) {
+    pub fn build(ast: Pipeline, diagnostics: &mut Diagnostics) -> Graph {
         let bound = bound_names(&ast, diagnostics);
         let mut graph = DiGraph::new();
         let mut statements: Vec<(Option<Ident>, Vec<Element>, Vec<TokenStream>)> = Vec::new();
@@ -119,26 +94,31 @@ impl Graph {
             let alone = statement.nodes.len() == 1;
             let mut elements = Vec::new();
             for node in statement.nodes {
-                let element = match &node.target {
-                    Target::Name(name) if bound.contains_key(&name.to_string()) => Element::Ref {
-                        name: name.clone(),
-                        port: None,
-                        tokens: node.tokens.clone(),
-                    },
-                    Target::Port { owner, port } => Element::Ref {
-                        name: owner.clone(),
-                        port: Some(port.clone()),
-                        tokens: node.tokens.clone(),
-                    },
-                    _ => {
-                        let kind = match &node.target {
-                            Target::Builtin { builtin, .. } => builtin.kind,
-                            _ => Kind::Stage,
+                let reference = match &node.op {
+                    Op::Name(name) if bound.contains_key(&name.to_string()) => {
+                        Some((name.clone(), None))
+                    }
+                    Op::Port { owner, port } => Some((owner.clone(), Some(port.clone()))),
+                    _ => None,
+                };
+                let element = match reference {
+                    Some((name, port)) => {
+                        options_at_reference(&node, &name, diagnostics);
+                        Element::Ref {
+                            name,
+                            port,
+                            tokens: node.tokens.clone(),
+                        }
+                    }
+                    None => {
+                        let kind = node.kind();
+                        let ports = match node.builtin().map(|call| &call.args) {
+                            Some(crate::ops::Args::Branch(ports)) => ports.clone(),
+                            _ => Vec::new(),
                         };
-                        let ports = branch_ports(&node);
                         Element::Node(graph.add_node(Node {
                             name: node.display_name(),
-                            ast: node,
+                            ir: node,
                             kind,
                             binding: None,
                             ports,
@@ -163,7 +143,7 @@ impl Graph {
         let looping = alias_loops(&statements, &targets, &bound, diagnostics);
         let stages: Vec<String> = graph
             .node_weights()
-            .map(|node: &Node| node.ast.display_name())
+            .map(|node: &Node| node.ir.display_name())
             .collect();
         let resolve = |element: &Element, diagnostics: &mut Diagnostics| -> Option<Resolved> {
             resolve(element, &targets, &bound, &looping, &stages, diagnostics)
@@ -249,13 +229,12 @@ impl Graph {
             graph.add_edge(from, to, edge);
         }
         unique_names(&mut graph);
-        (
-            Graph {
-                graph,
-                mentioned_ports,
-            },
-            ast.options,
-        )
+        Graph {
+            graph,
+            mentioned_ports,
+            options: ast.options,
+            option_problems: ast.problems,
+        }
     }
 
     /// The node at `index`.
@@ -301,6 +280,20 @@ impl Graph {
         edges
     }
 
+    /// Whether the pipeline's `#![parallel = ..]` applies to `node`: a
+    /// transform that takes input, is a stage of its chain (not one that
+    /// wraps the chain, as `through` does) and may run on workers (not
+    /// `take`, which counts).
+    pub fn pipeline_parallel_applies(&self, node: NodeIndex) -> bool {
+        let n = self.node(node);
+        n.kind == Kind::Transform
+            && !self.inputs(node).is_empty()
+            && !n
+                .ir
+                .builtin()
+                .is_some_and(|call| call.op.wraps_chain || call.op.runs_as_one.is_some())
+    }
+
     /// The two ends of an edge.
     pub fn ends(&self, edge: EdgeIndex) -> (NodeIndex, NodeIndex) {
         self.graph
@@ -314,12 +307,12 @@ impl Node {
     pub fn binding_or_name(&self) -> String {
         self.binding
             .as_ref()
-            .map_or_else(|| self.ast.display_name(), ToString::to_string)
+            .map_or_else(|| self.ir.display_name(), ToString::to_string)
     }
 }
 
 /// Every name bound with `=`, reporting names bound twice.
-fn bound_names(ast: &PipelineAst, diagnostics: &mut Diagnostics) -> HashMap<String, Ident> {
+fn bound_names(ast: &Pipeline, diagnostics: &mut Diagnostics) -> HashMap<String, Ident> {
     let mut bound: HashMap<String, Ident> = HashMap::new();
     for binding in ast.statements.iter().filter_map(|s| s.binding.as_ref()) {
         match bound.get(&binding.to_string()) {
@@ -529,34 +522,24 @@ pub(crate) fn and_list(items: impl IntoIterator<Item = String>) -> String {
 
 fn element_tokens(element: &Element, graph: &DiGraph<Node, Edge>) -> TokenStream {
     match element {
-        Element::Node(index) => graph[*index].ast.tokens.clone(),
+        Element::Node(index) => graph[*index].ir.tokens.clone(),
         Element::Ref { tokens, .. } => tokens.clone(),
     }
 }
 
-/// The ports declared by `branch(|item, [a, b]| ..)`; empty for any other
-/// node (validation reports a malformed branch).
-fn branch_ports(node: &NodeAst) -> Vec<Ident> {
-    let Target::Builtin { builtin, call } = &node.target else {
-        return Vec::new();
-    };
-    if builtin.name != "branch" {
-        return Vec::new();
+/// Options written before a reference to a bound node would be lost: they
+/// belong where the node is made.
+fn options_at_reference(node: &lower::Node, name: &Ident, diagnostics: &mut Diagnostics) {
+    if node.option_tokens.is_empty() {
+        return;
     }
-    let Some(syn::Expr::Closure(closure)) = call.args.first() else {
-        return Vec::new();
-    };
-    let Some(syn::Pat::Slice(slice)) = closure.inputs.iter().nth(1) else {
-        return Vec::new();
-    };
-    slice
-        .elems
-        .iter()
-        .filter_map(|pat| match pat {
-            syn::Pat::Ident(ident) if ident.subpat.is_none() => Some(ident.ident.clone()),
-            _ => None,
-        })
-        .collect()
+    diagnostics.error_spanned(
+        &node.option_tokens,
+        format!(
+            "options set up a node where it is made, and `{name}` is made where it is bound; \
+             move these options before the stage in `{name} = ..`"
+        ),
+    );
 }
 
 /// Names nodes for reports: a bound name, else the stage's name, with `#2`,
@@ -578,6 +561,6 @@ fn unique_names(graph: &mut DiGraph<Node, Edge>) {
 
 impl ToTokens for Node {
     fn to_tokens(&self, tokens: &mut TokenStream) {
-        self.ast.tokens.to_tokens(tokens);
+        self.ir.tokens.to_tokens(tokens);
     }
 }

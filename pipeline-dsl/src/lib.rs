@@ -3,26 +3,29 @@
 //! A normal library, so every phase can be unit- and snapshot-tested
 //! without a proc-macro boundary:
 //!
-//! 1. [`parse`]: tokens to statements, chains and nodes.
-//! 2. [`graph`]: statements to a graph IR.
-//! 3. [`validate`]: the compile-time checks.
-//! 4. [`codegen`]: the graph to Rust that targets `pipeline::__private`.
+//! 1. [`parse`]: tokens to statements, chains and nodes (syntax only).
+//! 2. [`lower`]: every option and built-in argument read, once, into a
+//!    typed IR; the built-ins are [`ops`], one file each.
+//! 3. [`graph`]: the IR's statements as a graph of nodes and edges.
+//! 4. [`check`]: the compile-time checks of the graph.
+//! 5. [`codegen`]: the graph to Rust that targets `pipeline::__private`.
 //!
 //! Errors from every phase are gathered in one [`Diagnostics`] and reported
 //! together, each at the user's tokens.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod accumulate;
-pub mod builtins;
+pub mod check;
 pub mod codegen;
 pub mod depth;
 pub mod diagnostics;
 pub mod graph;
+pub mod lower;
+pub mod ops;
 pub mod options;
 pub mod parse;
 pub mod stage_attr;
-pub mod validate;
+pub mod values;
 
 use proc_macro2::{Span, TokenStream};
 
@@ -39,8 +42,8 @@ pub fn expand_pipeline(input: TokenStream) -> TokenStream {
 pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
     let mut diagnostics = Diagnostics::new();
     let ast = parse::parse(input, &mut diagnostics);
-    let (graph, options) = graph::Graph::build(ast, &mut diagnostics);
-    let verdict = validate::validate(&graph, &options, call_site, &mut diagnostics);
+    let graph = graph::Graph::build(lower::lower(ast), &mut diagnostics);
+    let verdict = check::check(&graph, call_site, &mut diagnostics);
     codegen::generate(&graph, &verdict, &diagnostics)
 }
 
@@ -49,7 +52,7 @@ pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
 pub fn check_pipeline(input: TokenStream) -> Vec<String> {
     let mut diagnostics = Diagnostics::new();
     let ast = parse::parse(input, &mut diagnostics);
-    let (graph, options) = graph::Graph::build(ast, &mut diagnostics);
-    validate::validate(&graph, &options, Span::call_site(), &mut diagnostics);
+    let graph = graph::Graph::build(lower::lower(ast), &mut diagnostics);
+    check::check(&graph, Span::call_site(), &mut diagnostics);
     diagnostics.messages()
 }

@@ -15,8 +15,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Lit, Meta, Token};
 
-use crate::accumulate::{Unit, count, quantity};
 use crate::diagnostics::{Diagnostics, end_sentence, suggestion};
+use crate::values::{Unit, count, quantity};
 
 /// Every option key of the DSL.
 pub const OPTION_KEYS: &[&str] = &[

@@ -1,4 +1,6 @@
 //! Phase 1: tokens to a syntax tree of statements, chains and nodes.
+//! Syntax only: what a node's call or options mean is read by
+//! [`lower`](crate::lower).
 //!
 //! Every statement is parsed as one `syn::Expr`: `>>` is a binary shift,
 //! `name[port]` an index, `name = chain` an assignment, and `#[..]`
@@ -9,9 +11,8 @@
 use proc_macro2::{Spacing, Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::parse::{ParseStream, Parser};
-use syn::{Attribute, BinOp, Expr, ExprCall, Ident};
+use syn::{Attribute, BinOp, Expr, Ident};
 
-use crate::builtins::{self, Builtin};
 use crate::diagnostics::Diagnostics;
 
 /// A parsed `pipeline! { .. }`.
@@ -54,7 +55,6 @@ impl NodeAst {
                 .map(|s| s.ident.to_string())
                 .unwrap_or_else(|| "stage".into()),
             Target::Port { owner, port } => format!("{owner}[{port}]"),
-            Target::Builtin { builtin, .. } => builtin.name.to_owned(),
             Target::Expr(expr) => describe_expr(expr),
         }
     }
@@ -84,14 +84,8 @@ pub enum Target {
         /// The port.
         port: Ident,
     },
-    /// A call to a built-in operator.
-    Builtin {
-        /// Which one.
-        builtin: &'static Builtin,
-        /// The call as written.
-        call: ExprCall,
-    },
-    /// Any other expression: a value implementing the stage traits.
+    /// Any other expression: a call (of a built-in, read by
+    /// [`lower`](crate::lower)), or a value implementing the stage traits.
     Expr(Expr),
 }
 
@@ -355,12 +349,6 @@ fn lower_node(expr: Expr, options: Vec<Attribute>) -> NodeAst {
             Some((owner, port)) => Target::Port { owner, port },
             None => Target::Expr(Expr::Index(index)),
         },
-        // A built-in by its plain name (`push::<T>(..)` too, so that it is
-        // reported as such).
-        Expr::Call(call) => match builtins::builtin_of(&call) {
-            Some(builtin) => Target::Builtin { builtin, call },
-            None => Target::Expr(Expr::Call(call)),
-        },
         other => Target::Expr(other),
     };
     NodeAst {
@@ -383,7 +371,7 @@ fn port_of(index: &syn::ExprIndex) -> Option<(Ident, Ident)> {
 
 /// A short name for an arbitrary stage expression: `Api::new(..)` is `Api`,
 /// `client.stage()` is `stage`.
-fn describe_expr(expr: &Expr) -> String {
+pub(crate) fn describe_expr(expr: &Expr) -> String {
     match expr {
         Expr::Call(call) => match &*call.func {
             Expr::Path(p) => {

@@ -9,6 +9,8 @@ mod filter_map;
 mod flat_map;
 mod inspect;
 mod map;
+mod skip;
+mod take;
 mod then;
 
 pub use compose::{Composed, Counts, First, MAX_STEPS, Misses, Next, Step, Steps};
@@ -17,4 +19,6 @@ pub use filter_map::{FilterMap, filter_map};
 pub use flat_map::{FlatMap, flat_map};
 pub use inspect::{Inspect, inspect};
 pub use map::{Map, map};
+pub use skip::{Skip, skip};
+pub use take::{Take, take};
 pub use then::{Then, then};

@@ -1,4 +1,4 @@
-//! Phase 3: the checks a graph must pass before code is generated.
+//! Phase 4: the checks a graph must pass before code is generated.
 //!
 //! Each check adds errors to the shared [`Diagnostics`] and moves on, so
 //! one expansion reports every problem it can find. Checks that need types
@@ -16,19 +16,16 @@ use proc_macro2::Span;
 
 use crate::diagnostics::{Diagnostics, did_you_mean};
 use crate::graph::{Graph, Kind, Node, and_list};
+use crate::lower::Op;
+use crate::ops::Status;
 use crate::options::{self, Options};
-use crate::parse::Target;
 
-/// What can still be wired after validation: a node with an error of its
+/// What can still be wired after the checks: a node with an error of its
 /// own is left out of the generated code (with everything downstream of
 /// it), so its error is not followed by type errors the user did not make.
 pub struct Verdict {
     /// For each node (by index), whether it passed every check.
     pub node_ok: Vec<bool>,
-    /// Each node's own options (by index).
-    pub node_options: Vec<Options>,
-    /// The pipeline's default options.
-    pub pipeline_options: Options,
 }
 
 impl Verdict {
@@ -38,38 +35,16 @@ impl Verdict {
     }
 }
 
-/// Builtins that cannot fail, so they have no `errors` port.
-const INFALLIBLE: &[&str] = &[
-    "output",
-    "through",
-    "map",
-    "filter",
-    "filter_map",
-    "flat_map",
-    "inspect",
-    "then",
-    "collect",
-    "discard",
-    "branch",
-];
-
-/// Runs every check.
-pub fn validate(
-    graph: &Graph,
-    options: &[syn::Attribute],
-    call_site: Span,
-    diagnostics: &mut Diagnostics,
-) -> Verdict {
+/// Runs every check, reporting the errors found while lowering each node
+/// when the check reaches it.
+pub fn check(graph: &Graph, call_site: Span, diagnostics: &mut Diagnostics) -> Verdict {
     let mut checker = Checker {
         graph,
         diagnostics,
         bad: HashSet::new(),
-        node_options: vec![Options::default(); graph.graph.node_count()],
-        pipeline_parallel: false,
     };
-    let pipeline_options = options::parse_attributes(options, checker.diagnostics);
-    checker.pipeline_parallel = pipeline_options.parallel.is_some();
-    checker.pipeline_options_fit(&pipeline_options);
+    checker.diagnostics.extend(&graph.option_problems);
+    checker.pipeline_options_fit(&graph.options);
     if graph.graph.node_count() == 0 && checker.diagnostics.is_empty() {
         checker.diagnostics.error(
             call_site,
@@ -91,20 +66,13 @@ pub fn validate(
         .node_indices()
         .map(|index| !checker.bad.contains(&index))
         .collect();
-    Verdict {
-        node_ok,
-        node_options: checker.node_options,
-        pipeline_options,
-    }
+    Verdict { node_ok }
 }
 
 struct Checker<'a> {
     graph: &'a Graph,
     diagnostics: &'a mut Diagnostics,
     bad: HashSet<NodeIndex>,
-    node_options: Vec<Options>,
-    /// Whether the pipeline sets `#![parallel = ..]`.
-    pipeline_parallel: bool,
 }
 
 impl Checker<'_> {
@@ -115,12 +83,16 @@ impl Checker<'_> {
             .graph
             .node_indices()
             .filter(|&n| {
-                matches!(&self.graph.node(n).ast.target, Target::Builtin { builtin, .. } if builtin.name == "output")
+                self.graph
+                    .node(n)
+                    .ir
+                    .builtin()
+                    .is_some_and(|call| call.op.stream_output)
             })
             .collect();
         for &extra in outputs.iter().skip(1) {
             self.diagnostics.error(
-                self.graph.node(extra).ast.span(),
+                self.graph.node(extra).ir.span(),
                 "a pipeline has one `output()`, read with `into_stream()`; merge the chains into one node that ends in `output()`, as in `out = output(); a >> out; b >> out;`",
             );
             self.bad.insert(extra);
@@ -137,73 +109,35 @@ impl Checker<'_> {
     fn node(&mut self, index: NodeIndex) {
         let graph = self.graph;
         let node = graph.node(index);
-        let errors_before = self.diagnostics.len();
-        let node_options = options::parse_attributes(&node.ast.options, self.diagnostics);
-        if self.diagnostics.len() == errors_before {
-            self.options_fit(index, &node_options);
-        }
-        if self.diagnostics.len() > errors_before {
+        let problems = &node.ir.problems;
+        self.diagnostics.extend(&problems.options);
+        if problems.options.is_empty() {
+            let errors_before = self.diagnostics.len();
+            self.options_fit(index, &node.ir.options);
+            if self.diagnostics.len() > errors_before {
+                self.bad.insert(index);
+            }
+        } else {
             self.bad.insert(index);
         }
-        if let Some(slot) = self.node_options.get_mut(index.index()) {
-            *slot = node_options;
+        self.diagnostics.extend(&problems.arguments);
+        if !problems.arguments.is_empty() {
+            self.bad.insert(index);
         }
-        if let Target::Builtin { builtin, call } = &node.ast.target {
-            if builtin.name == "push" {
-                self.error(index, call, crate::builtins::push_is_made_outside());
-                return;
-            }
-            if !builtin.implemented {
-                self.error(
-                    index,
-                    &call.func,
-                    format!("the built-in `{}` is not supported yet", builtin.name),
-                );
-                return;
-            }
-            let args = call.args.len();
-            let (min, max) = builtin.arity;
-            if builtin.io {
-                if crate::builtins::check_io_call(builtin, call, self.diagnostics).is_none() {
-                    self.bad.insert(index);
-                }
-            } else if args < min || args > max {
-                let expected = match (min, max) {
-                    (0, 0) => "no arguments".to_owned(),
-                    (1, 1) => "one argument".to_owned(),
-                    (a, b) if a == b => format!("{a} arguments"),
-                    (a, b) => format!("{a} to {b} arguments"),
-                };
-                self.bad.insert(index);
-                self.diagnostics.error(
-                    call.paren_token.span.join(),
-                    format!(
-                        "`{}` takes {expected}, as in `{}`",
-                        builtin.name, builtin.usage
-                    ),
-                );
-                return;
-            }
-            if builtin.name == "branch" {
-                self.branch_shape(index);
-            }
-            if matches!(builtin.name, "accumulate" | "batch")
-                && crate::accumulate::parse(call, builtin.name == "batch", self.diagnostics)
-                    .is_none()
-            {
-                self.bad.insert(index);
-            }
+        if problems.status != Status::Read {
+            self.bad.insert(index);
+            return;
         }
         let inputs = graph.inputs(index).len();
         let outputs = graph.main_outputs(index).len();
         if node.excused {
             self.bad.insert(index);
         }
-        let name = node.ast.display_name();
+        let name = node.ir.display_name();
         if inputs == 0 && outputs == 0 && node.alone && node.binding.is_none() {
             // The node as it is written in a chain: `map(..)`, `discard()`,
             // `parse` (a bare name is read as a `#[stage]` item).
-            let written = written(&node.ast.target);
+            let written = written(&node.ir.op);
             let message = match node.kind {
                 Kind::Source => format!(
                     "`{name}` alone is not a pipeline: add a sink after it, \
@@ -255,8 +189,8 @@ impl Checker<'_> {
             && !(node.alone && node.binding.is_none())
         {
             let shown = node.binding_or_name();
-            let written = match (&node.binding, &node.ast.target) {
-                (None, Target::Builtin { .. }) => format!("{shown}(..)"),
+            let written = match (&node.binding, &node.ir.op) {
+                (None, Op::Builtin(_)) => format!("{shown}(..)"),
                 _ => shown.clone(),
             };
             self.error(
@@ -279,19 +213,17 @@ impl Checker<'_> {
         let node = graph.node(index);
         let shown = node.binding_or_name();
         let takes_input = !graph.inputs(index).is_empty();
-        let self_pipeline_parallel = self.pipeline_parallel;
-        let builtin = match &node.ast.target {
-            Target::Builtin { builtin, .. } => Some(builtin.name),
-            _ => None,
-        };
+        let pipeline_parallel = graph.options.parallel.is_some();
+        let builtin = node.ir.builtin().map(|call| call.op);
         let errors_connected = !graph.port_outputs(index, "errors").is_empty();
         for (key, span) in node_options.keys() {
             let problem = match key {
                 "parallel" | "ordered" | "unordered" | "by_key" | "on_error" | "breaker"
-                    if builtin == Some("through") =>
+                    if builtin.is_some_and(|op| op.wraps_chain) =>
                 {
                     Some(format!(
-                        "`{key}` is about a stage's calls, and `through` hands items to a sink and reads its stream; it takes `buffer`, `on_full` and `backpressure` only"
+                        "`{key}` is about a stage's calls, and `{}` hands items to a sink and reads its stream; it takes `buffer`, `on_full` and `backpressure` only",
+                        builtin.map_or("", |op| op.name)
                     ))
                 }
                 "parallel"
@@ -302,10 +234,17 @@ impl Checker<'_> {
                         node.kind.described()
                     ))
                 }
+                "parallel" | "ordered" | "unordered" | "by_key"
+                    if builtin.is_some_and(|op| op.runs_as_one.is_some()) =>
+                {
+                    Some(format!(
+                        "`{key}` is about parallel workers, and `{shown}` {}, so it runs as one",
+                        builtin.and_then(|op| op.runs_as_one).unwrap_or_default()
+                    ))
+                }
                 "ordered" | "unordered" | "by_key"
                     if node_options.parallel.is_none()
-                        && !(self_pipeline_parallel
-                            && crate::codegen::pipeline_parallel_applies(graph, index)) =>
+                        && !(pipeline_parallel && graph.pipeline_parallel_applies(index)) =>
                 {
                     Some(format!(
                         "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"
@@ -319,12 +258,10 @@ impl Checker<'_> {
                 ),
                 // A closure passed to `map` can panic, which fails its item;
                 // an accumulator or a branch does not run per item like that.
-                "on_error" | "breaker"
-                    if builtin.is_some_and(|b| matches!(b, "accumulate" | "batch" | "branch")) =>
-                {
+                "on_error" | "breaker" if builtin.is_some_and(|op| !op.calls_per_item) => {
                     Some(format!(
                         "`{key}` is about items a stage fails, and `{}` does not fail items",
-                        builtin.unwrap_or_default()
+                        builtin.map_or("", |op| op.name)
                     ))
                 }
                 _ => None,
@@ -386,83 +323,6 @@ impl Checker<'_> {
         }
     }
 
-    /// `branch(|item, [a, b]| ..)`: a closure of two parameters whose
-    /// second is a list of distinct port names.
-    fn branch_shape(&mut self, index: NodeIndex) {
-        let node = self.graph.node(index);
-        let Target::Builtin { call, .. } = &node.ast.target else {
-            return;
-        };
-        const SHAPE: &str = "as in `branch(|item, [big, small]| if .. { big } else { small })`";
-        let closure = match call.args.first() {
-            Some(syn::Expr::Closure(closure)) => closure,
-            Some(other) => {
-                self.error(
-                    index,
-                    other,
-                    format!("`branch` takes a closure of the item and its ports, {SHAPE}"),
-                );
-                return;
-            }
-            None => return,
-        };
-        if closure.inputs.len() != 2 {
-            self.error(
-                index,
-                &closure.inputs,
-                format!(
-                    "a `branch` closure takes two parameters, the item and a list of ports, {SHAPE}"
-                ),
-            );
-            return;
-        }
-        let Some(syn::Pat::Slice(slice)) = closure.inputs.iter().nth(1) else {
-            let second = closure.inputs.iter().nth(1);
-            self.error(
-                index,
-                second,
-                format!("the second parameter of a `branch` closure lists its ports, {SHAPE}"),
-            );
-            return;
-        };
-        if slice.elems.is_empty() {
-            self.error(
-                index,
-                slice,
-                format!("a `branch` needs at least one port, {SHAPE}"),
-            );
-            return;
-        }
-        let mut seen: Vec<String> = Vec::new();
-        for pat in &slice.elems {
-            match pat {
-                syn::Pat::Ident(ident) if ident.subpat.is_none() && ident.by_ref.is_none() => {
-                    let port = ident.ident.to_string();
-                    if port == "errors" {
-                        self.error(
-                            index,
-                            &ident.ident,
-                            "`errors` is the port of failed items; give this branch port another name"
-                                .to_owned(),
-                        );
-                    } else if seen.contains(&port) {
-                        self.error(
-                            index,
-                            &ident.ident,
-                            format!("the port `{port}` is declared twice in this branch"),
-                        );
-                    }
-                    seen.push(port);
-                }
-                other => self.error(
-                    index,
-                    other,
-                    format!("a branch port is a plain name, {SHAPE}"),
-                ),
-            }
-        }
-    }
-
     /// Every declared port of a branch must lead somewhere.
     fn branch_ports_used(&mut self, index: NodeIndex) {
         let graph = self.graph;
@@ -494,9 +354,9 @@ impl Checker<'_> {
                  and {their} items would be lost; bind it, as in `split = .. >> branch(..);`, \
                  and connect {connect}"
             );
-            match &node.ast.target {
-                Target::Builtin { call, .. } => self.error(index, &call.func, message),
-                _ => self.error(index, node, message),
+            match node.ir.builtin() {
+                Some(call) => self.error(index, &call.call.func, message),
+                None => self.error(index, node, message),
             }
             return;
         }
@@ -537,7 +397,7 @@ impl Checker<'_> {
                 format!(
                     "`{}` is a source, so it cannot take input; \
                      a source can only start a chain",
-                    target.ast.display_name()
+                    target.ir.display_name()
                 ),
             );
         }
@@ -617,10 +477,7 @@ impl Checker<'_> {
             );
             return;
         }
-        let builtin = match &source.ast.target {
-            Target::Builtin { builtin, .. } => Some(builtin.name),
-            _ => None,
-        };
+        let builtin = source.ir.builtin().map(|call| call.op);
         if source.kind == Kind::Source || self.graph.inputs(from).is_empty() {
             self.error(
                 from,
@@ -630,7 +487,7 @@ impl Checker<'_> {
                      only a stage that takes items can fail on one"
                 ),
             );
-        } else if let Some(builtin) = builtin.filter(|b| INFALLIBLE.contains(b)) {
+        } else if let Some(builtin) = builtin.filter(|op| !op.fallible).map(|op| op.name) {
             self.error(
                 from,
                 port,
@@ -727,15 +584,15 @@ impl Checker<'_> {
 /// A node as the user writes it in a chain, for the examples in messages:
 /// `map(..)` or `discard()` for a call, `parse` for a bare `#[stage]` name,
 /// `stages::parse` for a path, `Window::new(..)` for a constructor.
-fn written(target: &Target) -> String {
-    match target {
-        Target::Name(ident) => ident.to_string(),
-        Target::Path(path) => path_written(path),
-        Target::Port { owner, port } => format!("{owner}[{port}]"),
-        Target::Builtin { builtin, call } => {
-            format!("{}{}", builtin.name, arguments(call.args.is_empty()))
+fn written(op: &Op) -> String {
+    match op {
+        Op::Name(ident) => ident.to_string(),
+        Op::Path(path) => path_written(path),
+        Op::Port { owner, port } => format!("{owner}[{port}]"),
+        Op::Builtin(call) => {
+            format!("{}{}", call.op.name, arguments(call.call.args.is_empty()))
         }
-        Target::Expr(expr) => expr_written(expr),
+        Op::Value(expr) => expr_written(expr),
     }
 }
 
@@ -780,7 +637,8 @@ fn arguments(empty: bool) -> &'static str {
     if empty { "()" } else { "(..)" }
 }
 
-/// A builtin of a later version: reported as such, and nothing more.
+/// A built-in refused as a node (`push`): reported as such, and nothing
+/// more.
 fn unsupported(node: &Node) -> bool {
-    matches!(&node.ast.target, Target::Builtin { builtin, .. } if !builtin.implemented)
+    node.ir.refused()
 }
