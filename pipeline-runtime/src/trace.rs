@@ -210,8 +210,12 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt as _;
 use tracing::Span;
 
-use crate::envelope::{Envelope, Headers, TraceContext};
+use crate::envelope::{Envelope, Headers};
 use crate::stage::{BoxError, Emit, Failures, IsSink, Stage, StageContext};
+
+pub mod context;
+
+pub use context::TraceContext;
 
 /// A stage over [`Envelope`]s that runs the stage `S` on their payloads,
 /// each item with a trace context in a span of its trace, and hands the
