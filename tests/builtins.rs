@@ -266,3 +266,58 @@ async fn a_panic_in_a_filter_inside_a_run_fails_that_item_and_counts_the_others(
     assert_eq!((second.items_in, second.items_out), (49, 49));
     assert!(report.is_balanced(), "{report}");
 }
+
+#[tokio::test]
+async fn skip_then_take_pass_a_window_of_the_items_composed_in_one_pass() {
+    let out = Collected::new();
+    let report = pipeline! {
+        iter(1..=10u64) >> skip(2) >> take(3) >> map(|x| x * 10) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(out.take(), vec![30, 40, 50]);
+    let skipped = report.stage("skip").unwrap();
+    assert_eq!(
+        (skipped.items_in, skipped.items_out, skipped.filtered),
+        (10, 8, 2)
+    );
+    let taken = report.stage("take").unwrap();
+    assert_eq!((taken.items_in, taken.items_out, taken.filtered), (8, 3, 5));
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn take_counts_across_chunks_behind_an_edge_of_its_own() {
+    // `buffer` gives `take` an edge, so it reads chunks from a channel
+    // rather than being composed: the count still runs across chunks.
+    let out = Collected::new();
+    let limit = 1500;
+    let report = pipeline! {
+        iter(0..5000u32) >> #[buffer = 64] take(limit) >> skip(1000) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(out.take(), (1000..1500).collect::<Vec<_>>());
+    assert_eq!(report.stage("take").unwrap().filtered, 3500);
+    assert_eq!(report.stage("skip").unwrap().filtered, 1000);
+    assert!(report.is_balanced(), "{report}");
+}
+
+#[tokio::test]
+async fn take_stays_one_stage_when_the_pipeline_runs_transforms_on_workers() {
+    // `#![parallel]` puts `map` on workers but leaves `take` as one, so it
+    // passes exactly its first `n`, in order.
+    let out = Collected::new();
+    let report = pipeline! {
+        #![parallel = 4]
+        #![ordered]
+        iter(0..1000u32) >> map(|x| x + 1) >> take(10) >> collect(&out);
+    }
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(out.take(), (1..=10).collect::<Vec<_>>());
+    assert_eq!(report.stage("take").unwrap().filtered, 990);
+}

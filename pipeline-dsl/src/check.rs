@@ -238,7 +238,7 @@ impl Checker<'_> {
                     if builtin.is_some_and(|op| op.runs_as_one.is_some()) =>
                 {
                     Some(format!(
-                        "`{key}` is about parallel workers, and `{shown}` {}, so it runs as one",
+                        "`{shown}` {}, so it runs as one, not on parallel workers; remove `{key}`",
                         builtin.and_then(|op| op.runs_as_one).unwrap_or_default()
                     ))
                 }

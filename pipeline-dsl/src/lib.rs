@@ -8,7 +8,8 @@
 //!    typed IR; the built-ins are [`ops`], one file each.
 //! 3. [`graph`]: the IR's statements as a graph of nodes and edges.
 //! 4. [`check`]: the compile-time checks of the graph.
-//! 5. [`codegen`]: the graph to Rust that targets `pipeline::__private`.
+//! 5. [`plan`]: segments, fusion, diamonds and composition, as plain data.
+//! 6. [`emit`]: the plan to Rust that targets `pipeline::__private`.
 //!
 //! Errors from every phase are gathered in one [`Diagnostics`] and reported
 //! together, each at the user's tokens.
@@ -16,14 +17,15 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod codegen;
 pub mod depth;
 pub mod diagnostics;
+pub mod emit;
 pub mod graph;
 pub mod lower;
 pub mod ops;
 pub mod options;
 pub mod parse;
+pub mod plan;
 pub mod stage_attr;
 pub mod values;
 
@@ -44,7 +46,7 @@ pub fn expand_pipeline_at(input: TokenStream, call_site: Span) -> TokenStream {
     let ast = parse::parse(input, &mut diagnostics);
     let graph = graph::Graph::build(lower::lower(ast), &mut diagnostics);
     let verdict = check::check(&graph, call_site, &mut diagnostics);
-    codegen::generate(&graph, &verdict, &diagnostics)
+    emit::generate(&graph, &verdict, &diagnostics)
 }
 
 /// Parses and validates a `pipeline!` body, returning the error messages

@@ -118,7 +118,14 @@ pub fn parse(input: TokenStream, diagnostics: &mut Diagnostics) -> PipelineAst {
                     }
                 }
                 ast.options.extend(options);
-                let Some(expr) = expr else { continue };
+                let Some(expr) = expr else {
+                    // `#![..];`: the options end at `]`, so this `;` ends
+                    // an empty statement.
+                    if let Some(semi) = segment.semi {
+                        diagnostics.error(semi, "empty statement: remove this `;`");
+                    }
+                    continue;
+                };
                 if segment.semi.is_none() {
                     let last = segment.tokens.clone().into_iter().last();
                     let span = last.map_or_else(Span::call_site, |t| match t {
@@ -458,6 +465,14 @@ mod tests {
         assert!(errors[0].contains("expected a stage after `>>`"));
         assert!(errors[1].contains("expected `>>`"));
         assert!(errors[2].contains("expected a name before `=`"));
+    }
+
+    #[test]
+    fn a_semicolon_right_after_the_pipeline_options_ends_an_empty_statement() {
+        let errors = parse_err(quote! { #![buffer = 8]; iter(v) >> discard(); });
+        assert_eq!(errors, ["empty statement: remove this `;`"]);
+        let ast = parse_ok(quote! { #![buffer = 8] iter(v) >> discard(); });
+        assert_eq!(ast.options.len(), 1);
     }
 
     #[test]

@@ -69,6 +69,16 @@ pub fn inspect<I, R, F: FnMut(&I) -> R>(
     pipeline_runtime::transform::inspect(f)
 }
 
+/// `take(n)` after a chain emitting `I`.
+pub fn take<I>(_: PhantomData<I>, n: usize) -> pipeline_runtime::transform::Take<I> {
+    pipeline_runtime::transform::take(n)
+}
+
+/// `skip(n)` after a chain emitting `I`.
+pub fn skip<I>(_: PhantomData<I>, n: usize) -> pipeline_runtime::transform::Skip<I> {
+    pipeline_runtime::transform::skip(n)
+}
+
 /// `then(f)` after a chain emitting `I`.
 pub fn then<I, Fut: Future, F: FnMut(I) -> Fut>(
     _: PhantomData<I>,

@@ -41,10 +41,7 @@ fn read(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnostics) -
                 );
             }
             Lit::Int(int) if int.base10_parse::<u64>().is_ok_and(|n| n == 0) => {
-                diagnostics.error_spanned(
-                    int,
-                    "`take(0)` would pass no item; take 1 or more, or remove the chain",
-                );
+                diagnostics.error_spanned(int, "`take(0)` would pass no item; take 1 or more");
             }
             Lit::Int(_) => {}
             other => {
