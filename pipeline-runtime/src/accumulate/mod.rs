@@ -13,6 +13,9 @@
 //!   chain.
 //! * [`Unfinished`] is what the accumulation's `errors` port carries.
 //! * [`codec`] and [`spill`] write spilled state to disk.
+//!
+//! The design (the engine's map and deadline queue, flush reasons, spill
+//! files, accounting) is in `README.md` beside this file.
 
 mod accumulator;
 mod batch_by;
