@@ -116,6 +116,7 @@
 //! [`Ordering::ByKey`]: crate::options::Ordering::ByKey
 //! [`StageStats`]: crate::metrics::StageStats
 
+mod dispatch;
 mod head;
 mod limit;
 mod worker;
