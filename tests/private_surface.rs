@@ -7,6 +7,11 @@
 //! The corpus is every `pipeline!` and `#[stage]` written in this
 //! repository: tests, ui tests (passing and failing: the expansion after an
 //! error names items too), examples, benches and the docs' examples.
+//!
+//! The runtime halves of the built-in operators (`__private::ops::map`,
+//! one per file of `pipeline-dsl/src/ops/`) are counted apart: they grow
+//! with the operators, by design. Everything else is the facade's contract
+//! with the macros, and must stay under [`LIMIT`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,12 +20,13 @@ use proc_macro2::{Delimiter, TokenStream, TokenTree};
 
 /// The most `__private` items generated code may name. Lower it when the
 /// surface shrinks; raising it needs a reason in the commit.
-const LIMIT: usize = 146;
+const LIMIT: usize = 100;
 
 #[test]
 fn generated_code_names_few_private_items() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut names = BTreeSet::new();
+    let mut ops = BTreeSet::new();
     let mut expansions = 0;
     for file in corpus(root) {
         let text = std::fs::read_to_string(&file).unwrap();
@@ -35,7 +41,7 @@ fn generated_code_names_few_private_items() {
             };
             for expansion in expand_all(tokens) {
                 expansions += 1;
-                private_names(expansion, &mut names);
+                private_names(expansion, &mut names, &mut ops);
             }
         }
     }
@@ -44,6 +50,15 @@ fn generated_code_names_few_private_items() {
         names.len()
     );
     println!("{}", names.iter().cloned().collect::<Vec<_>>().join(" "));
+    println!(
+        "and {} operator constructors under `__private::ops`: {}",
+        ops.len(),
+        ops.iter().cloned().collect::<Vec<_>>().join(" ")
+    );
+    assert!(
+        !names.contains("ops") && ops.len() >= 20,
+        "the operators' constructors are named through `__private::ops::NAME`: {ops:?}"
+    );
     assert!(expansions > 200, "the corpus shrank: {expansions}");
     assert!(
         names.len() <= LIMIT,
@@ -163,8 +178,9 @@ fn stage_args(attr: TokenStream) -> Option<TokenStream> {
 }
 
 /// Records the item after each `__private::` in `tokens` (each name of a
-/// `__private::{..}` group).
-fn private_names(tokens: TokenStream, names: &mut BTreeSet<String>) {
+/// `__private::{..}` group), and the operator after each
+/// `__private::ops::` in `ops`.
+fn private_names(tokens: TokenStream, names: &mut BTreeSet<String>, ops: &mut BTreeSet<String>) {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     for (i, tree) in trees.iter().enumerate() {
         match tree {
@@ -175,6 +191,11 @@ fn private_names(tokens: TokenStream, names: &mut BTreeSet<String>) {
                         if a.as_char() == ':' && b.as_char() == ':'
                 );
                 match trees.get(i + 3) {
+                    Some(TokenTree::Ident(name)) if colons && name == "ops" => {
+                        if let Some(TokenTree::Ident(op)) = trees.get(i + 6) {
+                            ops.insert(op.to_string());
+                        }
+                    }
                     Some(TokenTree::Ident(name)) if colons => {
                         names.insert(name.to_string());
                     }
@@ -194,7 +215,7 @@ fn private_names(tokens: TokenStream, names: &mut BTreeSet<String>) {
                     _ => {}
                 }
             }
-            TokenTree::Group(group) => private_names(group.stream(), names),
+            TokenTree::Group(group) => private_names(group.stream(), names, ops),
             _ => {}
         }
     }

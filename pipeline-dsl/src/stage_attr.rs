@@ -129,11 +129,11 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
                         worker: ::pipeline::__private::Worker<
                             #input,
                             ::pipeline::__private::Clones<Self>,
-                            <Self as ::pipeline::__private::Stage<#input>>::Out,
-                            <Self as ::pipeline::__private::Stage<#input>>::Error,
+                            <Self as ::pipeline::Stage<#input>>::Out,
+                            <Self as ::pipeline::Stage<#input>>::Error,
                         >,
                     ) -> ::pipeline::__private::JoinHandle<
-                        ::core::result::Result<(), ::pipeline::__private::Error>,
+                        ::core::result::Result<(), ::pipeline::Error>,
                     > {
                         #spawn
                     }
@@ -388,23 +388,23 @@ fn stage_impl(
     let call = quote!(#name(#call_args) #await_);
     let (out_ty, error_ty, body) = match (role, shape) {
         (Role::Sink, Shape::Fallible) => (
-            quote!(#private::Never),
+            quote!(::pipeline::stages::Never),
             quote!(<#ret as #private::Fallible>::Err),
             quote! { #private::Fallible::into_result(#call).map(|_| ()) },
         ),
         (Role::Sink, _) => (
-            quote!(#private::Never),
-            quote!(#private::Never),
+            quote!(::pipeline::stages::Never),
+            quote!(::pipeline::stages::Never),
             quote! { let _ = #call; ::core::result::Result::Ok(()) },
         ),
         (_, Shape::Plain) => (
             quote!(#ret),
-            quote!(#private::Never),
+            quote!(::pipeline::stages::Never),
             quote! { out.emit(#call); ::core::result::Result::Ok(()) },
         ),
         (_, Shape::Optional) => (
             quote!(<#ret as #private::Optional>::Some),
-            quote!(#private::Never),
+            quote!(::pipeline::stages::Never),
             quote! {
                 if let ::core::option::Option::Some(value) = #private::Optional::into_option(#call) {
                     out.emit(value);
@@ -422,19 +422,20 @@ fn stage_impl(
         ),
         (_, Shape::Flat) => (
             flat_item(&ret).unwrap_or_else(|| quote!(<#ret as ::core::iter::IntoIterator>::Item)),
-            quote!(#private::Never),
+            quote!(::pipeline::stages::Never),
             quote! { out.extend(#call); ::core::result::Result::Ok(()) },
         ),
     };
-    let sink_marker = (role == Role::Sink).then(|| quote!(impl #private::IsSink for #name {}));
+    let sink_marker =
+        (role == Role::Sink).then(|| quote!(impl ::pipeline::stages::IsSink for #name {}));
     let ret_span = ret.span();
     let processing = if sig.asyncness.is_some() {
         quote_spanned! {ret_span=>
             async fn process(
                 &mut self,
                 item: #input,
-                out: &mut #private::Emit<'_, Self::Out>,
-                ctx: &#private::StageContext,
+                out: &mut ::pipeline::Emit<'_, Self::Out>,
+                ctx: &::pipeline::StageContext,
             ) -> ::core::result::Result<(), Self::Error> {
                 let _ = (&ctx, &out);
                 #body
@@ -446,19 +447,19 @@ fn stage_impl(
             fn process(
                 &mut self,
                 item: #input,
-                out: &mut #private::Emit<'_, Self::Out>,
-                ctx: &#private::StageContext,
-            ) -> impl #private::Future<Output = ::core::result::Result<(), Self::Error>> {
+                out: &mut ::pipeline::Emit<'_, Self::Out>,
+                ctx: &::pipeline::StageContext,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<(), Self::Error>> {
                 ::core::future::ready(Self::__pipeline_call(item, out, ctx))
             }
 
             fn process_chunk(
                 &mut self,
-                input: &mut #private::Vec<#input>,
-                out: &mut #private::Vec<Self::Out>,
-                failures: &mut #private::Failures<Self::Error>,
-                ctx: &#private::StageContext,
-            ) -> impl #private::Future<Output = ()> {
+                input: &mut ::std::vec::Vec<#input>,
+                out: &mut ::std::vec::Vec<Self::Out>,
+                failures: &mut ::pipeline::stages::Failures<Self::Error>,
+                ctx: &::pipeline::StageContext,
+            ) -> impl ::core::future::Future<Output = ()> {
                 // `call` keeps a panic to the item that raised it.
                 for item in input.drain(..) {
                     failures.call(out, |emit| Self::__pipeline_call(item, emit, ctx));
@@ -474,8 +475,8 @@ fn stage_impl(
                 #[allow(unused_variables)]
                 fn __pipeline_call(
                     item: #input,
-                    out: &mut #private::Emit<'_, #out_ty>,
-                    ctx: &#private::StageContext,
+                    out: &mut ::pipeline::Emit<'_, #out_ty>,
+                    ctx: &::pipeline::StageContext,
                 ) -> ::core::result::Result<(), #error_ty> {
                     #body
                 }
@@ -485,7 +486,7 @@ fn stage_impl(
     quote! {
         #header
         #helper
-        impl #private::Stage<#input> for #name {
+        impl ::pipeline::Stage<#input> for #name {
             type Out = #out_ty;
             type Error = #error_ty;
             #processing
@@ -564,7 +565,7 @@ fn rejected_impl(function: &ItemFn, role: Role, flat: bool) -> TokenStream {
         .collect();
     let nameable = |ty: &Type| nameable_outside(&quote!(#ty), &generics);
     let input = quote!(__PipelineIn);
-    let never = quote!(#private::Never);
+    let never = quote!(::pipeline::stages::Never);
     let by_reference = sig.inputs.iter().any(|arg| {
         matches!(arg, FnArg::Typed(t) if matches!(&*t.ty, Type::Reference(_)) && !is_context_ref(&t.ty))
     });
@@ -603,18 +604,19 @@ fn rejected_impl(function: &ItemFn, role: Role, flat: bool) -> TokenStream {
             _ => (quote!(#ret), never.clone()),
         },
     };
-    let sink_marker = (role == Role::Sink).then(|| quote!(impl #private::IsSink for #name {}));
+    let sink_marker =
+        (role == Role::Sink).then(|| quote!(impl ::pipeline::stages::IsSink for #name {}));
     quote! {
         #header
-        impl<#input> #private::Stage<#input> for #name {
+        impl<#input> ::pipeline::Stage<#input> for #name {
             type Out = #out;
             type Error = #error;
             fn process(
                 &mut self,
                 _: #input,
-                _: &mut #private::Emit<'_, Self::Out>,
-                _: &#private::StageContext,
-            ) -> impl #private::Future<Output = ::core::result::Result<(), Self::Error>> {
+                _: &mut ::pipeline::Emit<'_, Self::Out>,
+                _: &::pipeline::StageContext,
+            ) -> impl ::core::future::Future<Output = ::core::result::Result<(), Self::Error>> {
                 ::core::future::ready(::core::result::Result::Ok(()))
             }
         }
@@ -652,12 +654,12 @@ fn source_impl(
     let mut bound = TokenStream::new();
     let (source_ty, make) = match impl_bound(ret) {
         Some((trait_name, item)) if trait_name == "Stream" => (
-            quote!(#private::StreamSource<::core::pin::Pin<::std::boxed::Box<dyn #private::Stream<Item = #item> + ::core::marker::Send>>>),
-            quote!(#private::stream(::std::boxed::Box::pin(#name()) as ::core::pin::Pin<::std::boxed::Box<dyn #private::Stream<Item = #item> + ::core::marker::Send>>)),
+            quote!(::pipeline::io::StreamSource<::core::pin::Pin<::std::boxed::Box<dyn ::pipeline::io::Stream<Item = #item> + ::core::marker::Send>>>),
+            quote!(::pipeline::io::stream(::std::boxed::Box::pin(#name()) as ::core::pin::Pin<::std::boxed::Box<dyn ::pipeline::io::Stream<Item = #item> + ::core::marker::Send>>)),
         ),
         Some((_, item)) => (
-            quote!(#private::Iter<::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>>),
-            quote!(#private::iter(::std::boxed::Box::new(::core::iter::IntoIterator::into_iter(#name())) as ::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>)),
+            quote!(::pipeline::io::Iter<::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>>),
+            quote!(::pipeline::io::iter(::std::boxed::Box::new(::core::iter::IntoIterator::into_iter(#name())) as ::std::boxed::Box<dyn ::core::iter::Iterator<Item = #item> + ::core::marker::Send>)),
         ),
         None if matches!(ret, Type::ImplTrait(_)) => {
             diagnostics.error_spanned(
@@ -777,7 +779,7 @@ mod tests {
         // The stage is still there, taking anything and passing it on, so
         // that pipelines using it report nothing more.
         assert!(
-            out.contains("impl<__PipelineIn>::pipeline::__private::Stage<__PipelineIn>fornormalize{typeOut=__PipelineIn;"),
+            out.contains("impl<__PipelineIn>::pipeline::Stage<__PipelineIn>fornormalize{typeOut=__PipelineIn;"),
             "{out}"
         );
     }

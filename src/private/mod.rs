@@ -10,7 +10,9 @@
 //!   runs of built-ins;
 //! - `defaults`: a `#[stage(..)]`'s defaults, found from its type by autoref;
 //! - `attach`: a bare-named stage's node, fused or on workers by its type;
-//! - `builtins`: the constructors of the built-in operators;
+//! - `ops`: the runtime half of each built-in operator, one constructor per
+//!   operator of `pipeline-dsl/src/ops/`, named `__private::ops::NAME` (not
+//!   re-exported flat: `tests/private_surface.rs` counts them apart);
 //! - `accumulate`: keyed accumulation;
 //! - `parallel`: a node with `parallel`, and its worker checks;
 //! - `description`: the counters and the graph a pipeline reports;
@@ -23,19 +25,18 @@
 
 mod accumulate;
 mod attach;
-mod builtins;
 mod checks;
 mod defaults;
 mod description;
 mod invalid;
 mod open;
+pub mod ops;
 mod parallel;
 mod segment;
 mod stage;
 
 pub use accumulate::*;
 pub use attach::*;
-pub use builtins::*;
 pub use checks::*;
 pub use defaults::*;
 pub use description::*;

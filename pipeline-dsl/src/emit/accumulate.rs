@@ -70,7 +70,7 @@ impl Emitter<'_> {
             None => quote!(::std::option::Option::None),
         };
         let some_duration = |v: Option<u64>| match v {
-            Some(v) => quote!(::std::option::Option::Some(#private::Duration::from_nanos(#v))),
+            Some(v) => quote!(::std::option::Option::Some(::core::time::Duration::from_nanos(#v))),
             None => quote!(::std::option::Option::None),
         };
         let max_items = some_usize(spec.max_items);

@@ -21,8 +21,7 @@ impl Emitter<'_> {
             _ if graph.main_outputs(node).is_empty() => quote!(Sink),
             _ => quote!(Transform),
         };
-        let private = private_path();
-        quote!(#private::NodeKind::#kind)
+        quote!(::pipeline::graph::NodeKind::#kind)
     }
 
     /// Counters for every node and edge, and a channel for every inlet.
@@ -81,7 +80,6 @@ impl Emitter<'_> {
     /// `Pipeline::graph()`: the nodes and edges as the macro saw them, with
     /// a merge node wherever several chains feed one node.
     pub(super) fn description(&self) -> TokenStream {
-        let private = private_path();
         let graph = self.graph;
         let mut nodes = Vec::new();
         let mut edges = Vec::new();
@@ -108,10 +106,10 @@ impl Emitter<'_> {
             let mut merged = None;
             let target = if inputs.len() > 1 {
                 let name = format!("merge into {}", graph.node(index).name);
-                let kind = quote!(#private::NodeKind::Merge);
+                let kind = quote!(::pipeline::graph::NodeKind::Merge);
                 nodes.push(graph_node(&name, kind, &[], graph.node(index).ir.span()));
                 merged = Some(quote! {
-                    #private::GraphEdge { from: #next, to: #to, port: ::std::option::Option::None }
+                    ::pipeline::graph::GraphEdge { from: #next, to: #to, port: ::std::option::Option::None }
                 });
                 next += 1;
                 next - 1
@@ -123,14 +121,14 @@ impl Emitter<'_> {
                 let from = position[&from];
                 let port = port_literal(graph.edge(edge).port.as_ref());
                 edges.push(quote! {
-                    #private::GraphEdge { from: #from, to: #target, port: #port }
+                    ::pipeline::graph::GraphEdge { from: #from, to: #target, port: #port }
                 });
             }
             // A merge node's own edge follows the edges into it.
             edges.extend(merged);
         }
         quote! {
-            #private::PipelineGraph::new(::std::vec![#(#nodes),*], ::std::vec![#(#edges),*])
+            ::pipeline::graph::PipelineGraph::new(::std::vec![#(#nodes),*], ::std::vec![#(#edges),*])
         }
     }
 }
@@ -141,11 +139,10 @@ pub(super) fn graph_node(
     ports: &[String],
     span: Span,
 ) -> TokenStream {
-    let private = private_path();
     let start = span.start();
     let (line, column) = (start.line as u32, start.column as u32 + 1);
     quote! {
-        #private::GraphNode {
+        ::pipeline::graph::GraphNode {
             name: #name,
             kind: #kind,
             ports: ::std::vec![#(#ports),*],

@@ -112,7 +112,7 @@ pub fn generate(graph: &Graph, verdict: &Verdict, diagnostics: &Diagnostics) -> 
                 #( ::std::mem::drop(#senders); )*
                 // Run, the segments share the caller's task; spawned, each
                 // is a task of its own.
-                let __pipeline = #private::Pipeline::segmented(
+                let __pipeline = ::pipeline::Pipeline::segmented(
                     ::std::vec![#(#stats),*],
                     #body,
                 )

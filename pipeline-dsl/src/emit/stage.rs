@@ -145,7 +145,7 @@ impl Emitter<'_> {
             // more, counted apart.
             None => {
                 let name = &graph.node(node).name;
-                quote!(&::std::sync::Arc::new(#private::EdgeStats::new(#name, #name, ::std::option::Option::None)))
+                quote!(&::std::sync::Arc::new(::pipeline::metrics::EdgeStats::new(#name, #name, ::std::option::Option::None)))
             }
         };
         code.extend(quote_spanned! {here=>

@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::{Expr, ExprCall, Lit};
 
 use super::args::{Value, io_arity, named};
-use super::{Args, Call, Emit, Kind, Named, Operator, Read, private_at};
+use super::{Args, Call, Emit, Kind, Named, Operator, Read, ops_at};
 use crate::diagnostics::Diagnostics;
 
 const NAMED: &[Named] = &[named("max_frame", Value::Size)];
@@ -55,7 +55,7 @@ fn emit(call: &Call, _: &Emit) -> TokenStream {
         return TokenStream::new();
     };
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let reader = io.positional.first();
     let delimiter = io.positional.get(1);
     let delimiter = if io.byte_delimiter {
@@ -65,7 +65,7 @@ fn emit(call: &Call, _: &Emit) -> TokenStream {
     };
     let max = match io.get("max_frame") {
         Some(max) => proc_macro2::Literal::u64_unsuffixed(max).into_token_stream(),
-        None => quote_spanned!(span=> #private::DEFAULT_MAX_LINE),
+        None => quote_spanned!(span=> ::pipeline::io::DEFAULT_MAX_LINE),
     };
-    quote_spanned!(span=> #private::frames(#reader, #delimiter, #max))
+    quote_spanned!(span=> #ops::frames(#reader, #delimiter, #max))
 }

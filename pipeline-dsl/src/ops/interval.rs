@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::ExprCall;
 
 use super::args::{Value, io_arity, named};
-use super::{Args, Call, Emit, Kind, Named, Operator, Read, private_at};
+use super::{Args, Call, Emit, Kind, Named, Operator, Read, ops_at};
 use crate::diagnostics::Diagnostics;
 use crate::values::{Unit, is_literal, is_zero_number, quantity};
 
@@ -50,23 +50,23 @@ fn emit(call: &Call, _: &Emit) -> TokenStream {
         return TokenStream::new();
     };
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let number = proc_macro2::Literal::u64_unsuffixed;
     let period = match io.period {
         Some(nanos) => {
             let nanos = number(nanos);
-            quote_spanned!(span=> #private::Duration::from_nanos(#nanos))
+            quote_spanned!(span=> ::core::time::Duration::from_nanos(#nanos))
         }
         None => {
             let first = io.positional.first();
             quote!(#first)
         }
     };
-    let interval = quote_spanned!(span=> #private::interval(#period));
+    let interval = quote_spanned!(span=> #ops::interval(#period));
     match io.get("take") {
         Some(ticks) => {
             let ticks = number(ticks);
-            quote_spanned!(span=> #private::Interval::take(#interval, #ticks))
+            quote_spanned!(span=> ::pipeline::io::Interval::take(#interval, #ticks))
         }
         None => interval,
     }

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote_spanned;
 
 use super::args::{Value, io_arity, named};
-use super::{Call, Emit, Kind, Named, Operator, private_at};
+use super::{Call, Emit, Kind, Named, Operator, ops_at};
 
 const NAMED: &[Named] = &[named("max_line", Value::Size)];
 
@@ -28,13 +28,13 @@ fn emit(call: &Call, _: &Emit) -> TokenStream {
         return TokenStream::new();
     };
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let reader = io.positional.first();
-    let lines = quote_spanned!(span=> #private::lines(#reader));
+    let lines = quote_spanned!(span=> #ops::lines(#reader));
     match io.get("max_line") {
         Some(max) => {
             let max = proc_macro2::Literal::u64_unsuffixed(max);
-            quote_spanned!(span=> #private::Lines::max_line(#lines, #max))
+            quote_spanned!(span=> ::pipeline::io::Lines::max_line(#lines, #max))
         }
         None => lines,
     }

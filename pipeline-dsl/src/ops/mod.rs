@@ -320,6 +320,12 @@ pub fn private_at(span: Span) -> TokenStream {
     quote_spanned!(span=> ::pipeline::__private)
 }
 
+/// `::pipeline::__private::ops`, where the runtime half of each operator
+/// lives (one constructor per built-in), at `span`.
+pub fn ops_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::pipeline::__private::ops)
+}
+
 /// Never composed.
 pub fn never(_: &Call) -> bool {
     false
@@ -335,10 +341,10 @@ pub fn emit_by_wiring(_: &Call, _: &Emit) -> TokenStream {
 /// (`channel(sender)`, `sink(s)`).
 pub fn emit_io_one(call: &Call, _: &Emit) -> TokenStream {
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let func = Ident::new(call.op.name, span);
     let first = call.io().and_then(|io| io.positional.first());
-    quote_spanned!(span=> #private::#func(#first))
+    quote_spanned!(span=> #ops::#func(#first))
 }
 
 /// Always composable (a synchronous step).
@@ -349,10 +355,10 @@ pub fn always(_: &Call) -> bool {
 /// The usual emission of a source: `__private::name(args)`.
 pub fn emit_source(call: &Call, _: &Emit) -> TokenStream {
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let func = Ident::new(call.op.name, span);
     let args = call.call.args.iter();
-    quote_spanned!(span=> #private::#func(#(#args),*))
+    quote_spanned!(span=> #ops::#func(#(#args),*))
 }
 
 /// The usual emission of a stage: `__private::name(marker(&chain), args)`,
@@ -365,10 +371,11 @@ pub fn emit_stage(call: &Call, emit: &Emit) -> TokenStream {
 pub fn emit_stage_named(call: &Call, emit: &Emit, name: &str) -> TokenStream {
     let span = call.func_span();
     let private = private_at(span);
+    let ops = ops_at(span);
     let func = Ident::new(name, span);
     let chain = &emit.chain;
     let args = call.call.args.iter();
-    quote_spanned!(span=> #private::#func(#private::marker(&#chain), #(#args),*))
+    quote_spanned!(span=> #ops::#func(#private::marker(&#chain), #(#args),*))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote_spanned;
 
-use super::{Call, Emit, Kind, Operator, private_at};
+use super::{Call, Emit, Kind, Operator, ops_at, private_at};
 
 /// `ok`.
 pub(crate) static OP: Operator = Operator {
@@ -15,6 +15,7 @@ pub(crate) static OP: Operator = Operator {
 fn emit(call: &Call, emit: &Emit) -> TokenStream {
     let span = call.func_span();
     let private = private_at(span);
+    let ops = ops_at(span);
     let chain = &emit.chain;
-    quote_spanned!(span=> #private::ok(#private::marker(&#chain)))
+    quote_spanned!(span=> #ops::ok(#private::marker(&#chain)))
 }

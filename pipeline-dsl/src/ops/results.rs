@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::{Expr, ExprCall};
 
-use super::{Args, Call, Emit, Kind, Operator, Read, Status, private_at, read_call};
+use super::{Args, Call, Emit, Kind, Operator, Read, Status, ops_at, read_call};
 use crate::diagnostics::Diagnostics;
 
 /// `results`.
@@ -53,7 +53,7 @@ fn emit(call: &Call, emit: &Emit) -> TokenStream {
         return TokenStream::new();
     };
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let inner = match &io.inner {
         Some(inner) => (inner.op.emit)(inner, emit),
         None => {
@@ -61,5 +61,5 @@ fn emit(call: &Call, emit: &Emit) -> TokenStream {
             quote!(#first)
         }
     };
-    quote_spanned!(span=> #private::results(#inner))
+    quote_spanned!(span=> #ops::results(#inner))
 }

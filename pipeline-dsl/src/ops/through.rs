@@ -5,7 +5,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote_spanned;
 
-use super::{Call, Emit, Kind, Operator, private_at};
+use super::{Call, Emit, Kind, Operator, ops_at};
 
 /// `through`.
 pub(crate) static OP: Operator = Operator {
@@ -25,10 +25,10 @@ pub(crate) static OP: Operator = Operator {
 
 fn emit(call: &Call, emit: &Emit) -> TokenStream {
     let here = Span::mixed_site().located_at(call.func_span());
-    let private = private_at(here);
+    let ops = ops_at(here);
     let (chain, stats) = (&emit.chain, &emit.stats);
     let args = call.call.args.iter();
     quote_spanned! {here=>
-        #private::through_chain(#chain, #(#args),*, ::std::sync::Arc::clone(&#stats))
+        #ops::through_chain(#chain, #(#args),*, ::std::sync::Arc::clone(&#stats))
     }
 }

@@ -7,7 +7,7 @@ use quote::quote_spanned;
 use syn::Ident;
 
 use super::args::{Value, io_arity, named};
-use super::{Call, Emit, Kind, Named, Operator, private_at};
+use super::{Call, Emit, Kind, Named, Operator, ops_at};
 
 /// `flush_every` when it is not given: 32 KiB.
 pub(crate) const DEFAULT_FLUSH_EVERY: u64 = 32 * 1024;
@@ -33,10 +33,10 @@ pub(crate) fn emit(call: &Call, _: &Emit) -> TokenStream {
         return TokenStream::new();
     };
     let span = call.func_span();
-    let private = private_at(span);
+    let ops = ops_at(span);
     let writer = io.positional.first();
     let flush_every =
         proc_macro2::Literal::u64_unsuffixed(io.get("flush_every").unwrap_or(DEFAULT_FLUSH_EVERY));
     let func = Ident::new(call.op.name, span);
-    quote_spanned!(span=> #private::#func(#writer, #flush_every))
+    quote_spanned!(span=> #ops::#func(#writer, #flush_every))
 }
