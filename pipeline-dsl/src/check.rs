@@ -18,7 +18,7 @@ use crate::diagnostics::{Diagnostics, did_you_mean};
 use crate::graph::{Graph, Kind, Node, and_list};
 use crate::lower::Op;
 use crate::ops::Status;
-use crate::options::{self, Options};
+use crate::options::{self, DECLARATIONS, Field, Options};
 
 /// What can still be wired after the checks: a node with an error of its
 /// own is left out of the generated code (with everything downstream of
@@ -216,72 +216,68 @@ impl Checker<'_> {
         let pipeline_parallel = graph.options.parallel.is_some();
         let builtin = node.ir.builtin().map(|call| call.op);
         let errors_connected = !graph.port_outputs(index, "errors").is_empty();
-        for (key, span) in node_options.keys() {
-            let problem = match key {
-                "parallel" | "ordered" | "unordered" | "by_key" | "on_error" | "breaker"
-                    if builtin.is_some_and(|op| op.wraps_chain) =>
-                {
-                    Some(format!(
-                        "`{key}` is about a stage's calls, and `{}` hands items to a sink and reads its stream; it takes `buffer`, `on_full` and `backpressure` only",
-                        builtin.map_or("", |op| op.name)
-                    ))
-                }
-                "parallel"
-                    if matches!(node.kind, Kind::Source | Kind::Accumulator | Kind::Branch) =>
-                {
-                    Some(format!(
-                        "`parallel` runs several workers of a stage; `{shown}` is {} and runs as one",
-                        node.kind.described()
-                    ))
-                }
-                "parallel" | "ordered" | "unordered" | "by_key"
-                    if builtin.is_some_and(|op| op.runs_as_one.is_some()) =>
-                {
-                    Some(format!(
-                        "`{shown}` {}, so it runs as one, not on parallel workers; remove `{key}`",
-                        builtin.and_then(|op| op.runs_as_one).unwrap_or_default()
-                    ))
-                }
-                "ordered" | "unordered" | "by_key"
-                    if node_options.parallel.is_none()
-                        && !(pipeline_parallel && graph.pipeline_parallel_applies(index)) =>
-                {
-                    Some(format!(
-                        "`{key}` orders the outputs of parallel workers; add `#[parallel = N]` to `{shown}`, or remove `{key}`"
-                    ))
-                }
-                "buffer" | "on_full" | "backpressure" if !takes_input => Some(format!(
+        for (declaration, span) in node_options.keys() {
+            let key = declaration.name;
+            let wraps_chain = builtin.is_some_and(|op| op.wraps_chain);
+            let runs_as_one = builtin.is_some_and(|op| op.runs_as_one.is_some());
+            let on_workers = matches!(declaration.field, Field::Parallel | Field::Ordering);
+            let problem = if declaration.about_calls && wraps_chain {
+                let edge_options = DECLARATIONS
+                    .iter()
+                    .filter(|d| d.sets_up_input_edge)
+                    .map(|d| format!("`{}`", d.name));
+                Some(format!(
+                    "`{key}` is about a stage's calls, and `{}` hands items to a sink and reads its stream; it takes {} only",
+                    builtin.map_or("", |op| op.name),
+                    and_list(edge_options)
+                ))
+            } else if declaration.field == Field::Parallel
+                && matches!(node.kind, Kind::Source | Kind::Accumulator | Kind::Branch)
+            {
+                Some(format!(
+                    "`{key}` runs several workers of a stage; `{shown}` is {} and runs as one",
+                    node.kind.described()
+                ))
+            } else if on_workers && runs_as_one {
+                Some(format!(
+                    "`{shown}` {}, so it runs as one, not on parallel workers; remove `{key}`",
+                    builtin.and_then(|op| op.runs_as_one).unwrap_or_default()
+                ))
+            } else if declaration.field == Field::Ordering
+                && node_options.parallel.is_none()
+                && !(pipeline_parallel && graph.pipeline_parallel_applies(index))
+            {
+                Some(format!(
+                    "`{key}` orders the outputs of parallel workers; add `#[{} = N]` to `{shown}`, or remove `{key}`",
+                    options::name_of(Field::Parallel)
+                ))
+            } else if declaration.sets_up_input_edge && !takes_input {
+                Some(format!(
                     "`{key}` sets up a node's input edge, and `{shown}` takes no input"
-                )),
-                "on_error" | "breaker" if node.kind == Kind::Source || !takes_input => Some(
-                    format!("`{key}` is about items a stage fails, and `{shown}` takes no items"),
-                ),
-                // A closure passed to `map` can panic, which fails its item;
-                // an accumulator or a branch does not run per item like that.
-                "on_error" | "breaker" if builtin.is_some_and(|op| !op.calls_per_item) => {
-                    Some(format!(
-                        "`{key}` is about items a stage fails, and `{}` does not fail items",
-                        builtin.map_or("", |op| op.name)
-                    ))
-                }
-                _ => None,
+                ))
+            } else if declaration.about_failed_items && (node.kind == Kind::Source || !takes_input)
+            {
+                Some(format!(
+                    "`{key}` is about items a stage fails, and `{shown}` takes no items"
+                ))
+            } else if declaration.about_failed_items && builtin.is_some_and(|op| !op.calls_per_item)
+            {
+                // A closure passed to `map` can panic, which fails its
+                // item; an accumulator or a branch does not run per item
+                // like that.
+                Some(format!(
+                    "`{key}` is about items a stage fails, and `{}` does not fail items",
+                    builtin.map_or("", |op| op.name)
+                ))
+            } else {
+                None
             };
             if let Some(problem) = problem {
                 self.bad.insert(index);
                 self.diagnostics.error(span, problem);
             }
         }
-        let dead_letters = match node_options.on_error {
-            Some((options::OnError::DeadLetter, span)) => Some(span),
-            Some((
-                options::OnError::Retry {
-                    then: Some(options::Then::DeadLetter),
-                    ..
-                },
-                span,
-            )) => Some(span),
-            _ => None,
-        };
+        let dead_letters = node_options.dead_letters();
         if let Some(span) = dead_letters.filter(|_| !errors_connected) {
             self.bad.insert(index);
             let fix = match &node.binding {
@@ -305,17 +301,20 @@ impl Checker<'_> {
     /// orders them; a key is one node's items', so `by_key` is set on the
     /// node.
     fn pipeline_options_fit(&mut self, pipeline_options: &Options) {
-        for (key, span) in pipeline_options.keys() {
-            let problem = match key {
-                "by_key" => Some(
-                    "`by_key` names a key of one node's items, so it is set on that node, \
-                     as in `#[by_key(|item: &T| key)] name`, not for the whole pipeline"
-                        .to_owned(),
-                ),
-                "ordered" | "unordered" if pipeline_options.parallel.is_none() => Some(format!(
-                    "`{key}` orders the outputs of parallel workers; add `#![parallel = N]` before it, or remove `{key}`"
-                )),
-                _ => None,
+        for (declaration, span) in pipeline_options.keys() {
+            let key = declaration.name;
+            let problem = if declaration.node_only {
+                Some(format!(
+                    "`{key}` names a key of one node's items, so it is set on that node, \
+                     as in `#[{key}(|item: &T| key)] name`, not for the whole pipeline"
+                ))
+            } else if declaration.field == Field::Ordering && pipeline_options.parallel.is_none() {
+                Some(format!(
+                    "`{key}` orders the outputs of parallel workers; add `#![{} = N]` before it, or remove `{key}`",
+                    options::name_of(Field::Parallel)
+                ))
+            } else {
+                None
             };
             if let Some(problem) = problem {
                 self.diagnostics.error(span, problem);

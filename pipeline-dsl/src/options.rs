@@ -1,12 +1,22 @@
 //! Execution options: `#![key = value]` for the pipeline, `#[key = value]`
 //! before a node, or `#[stage(key = value, ..)]` as a stage's defaults.
 //!
+//! The options are declared once, in `pipeline-options`
+//! ([`DECLARATIONS`]): their names, how they are written, what they are
+//! about. The values are that crate's types, the runtime's own. This
+//! module reads each value, with one function per option found by the
+//! option's name (`reader` is the one place the compiler names an
+//! option), and writes them back as Rust through the value types'
+//! `to_rust`.
+//!
 //! Every value is checked here, at compile time: an unknown key gets a
 //! did-you-mean, a value of the wrong shape says what was expected, a zero
 //! where zero would hang is refused, and a conflicting pair (`ordered` with
 //! `unordered`) is reported at the second. What an option means for a
 //! particular node (a `buffer` on a source, which has no input) is checked
-//! by [`validate`](crate::validate), which knows the graph.
+//! by [`check`](crate::check), which knows the graph.
+
+use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
@@ -15,132 +25,39 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Lit, Meta, Token};
 
+pub use pipeline_options::{
+    Backpressure, Breaker, DECLARATIONS, Declaration, Exhausted, Field, Form, OnError, OnFull,
+    Ordering, Parallelism, Retry, StageOptions,
+};
+
 use crate::diagnostics::{Diagnostics, end_sentence, suggestion};
 use crate::values::{Unit, count, quantity};
 
-/// Every option key of the DSL.
-pub const OPTION_KEYS: &[&str] = &[
-    "parallel",
-    "ordered",
-    "unordered",
-    "by_key",
-    "buffer",
-    "on_full",
-    "backpressure",
-    "on_error",
-    "breaker",
-];
-
-/// `parallel = ..`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parallel {
-    /// `parallel = N`.
-    Fixed(u64),
-    /// `parallel = cpu`.
-    Cpu,
-    /// `parallel = io` or `io(max)`.
-    Io(u64),
-}
-
-/// `ordered`, `unordered`, `by_key(f)`.
-#[derive(Clone)]
-pub enum Ordering {
-    /// `ordered`.
-    Ordered,
-    /// `unordered`.
-    Unordered,
-    /// `by_key(f)`.
-    ByKey(Box<Expr>),
-}
-
-/// `on_full = ..`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFull {
-    /// `block`.
-    Block,
-    /// `drop_oldest`.
-    DropOldest,
-    /// `drop_newest`.
-    DropNewest,
-}
-
-/// `backpressure = ..`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Backpressure {
-    /// `credit(initial, replenish)`.
-    Credit(u64, u64),
-    /// `rate(per_sec, burst)`.
-    Rate(u64, u64),
-    /// `adaptive(min, max)`.
-    Adaptive(u64, u64),
-    /// `pull(window)`.
-    Pull(u64),
-}
-
-/// What happens after the last retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Then {
-    /// `then = ignore`.
-    Ignore,
-    /// `then = dead_letter`.
-    DeadLetter,
-    /// `then = fail`.
-    Fail,
-}
-
-/// `on_error = ..`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum OnError {
-    /// `ignore`.
-    Ignore,
-    /// `dead_letter`.
-    DeadLetter,
-    /// `fail`.
-    Fail,
-    /// `retry(n, backoff = d, max_backoff = d, then = ..)`; times in ns.
-    Retry {
-        /// Attempts after the first.
-        attempts: u64,
-        /// First wait, in nanoseconds.
-        backoff: u64,
-        /// Longest wait, in nanoseconds.
-        max_backoff: u64,
-        /// After the last attempt; `None` means "dead-letter if the
-        /// `errors` port is connected, else ignore".
-        then: Option<Then>,
-    },
-}
-
-/// `breaker(..)`; times in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breaker {
-    /// `error_rate`, 0 to 1.
-    pub error_rate: f64,
-    /// `latency`.
-    pub latency: Option<u64>,
-    /// `window`.
-    pub window: u64,
-    /// `min_calls`.
-    pub min_calls: u64,
-    /// `cooldown`.
-    pub cooldown: u64,
-}
+/// Where generated code reaches the option types.
+const PATH: &str = "::pipeline::__private::options";
 
 /// The options written at one level, each with the span of its key.
 #[derive(Default, Clone)]
 pub struct Options {
     /// `parallel`.
-    pub parallel: Option<(Parallel, Span)>,
+    pub parallel: Option<(Parallelism, Span)>,
     /// `ordered` / `unordered` / `by_key`.
     pub ordering: Option<(Ordering, Span)>,
+    /// `by_key`'s closure, set with [`Ordering::ByKey`].
+    pub key: Option<Box<Expr>>,
     /// `buffer`.
-    pub buffer: Option<(u64, Span)>,
+    pub buffer: Option<(usize, Span)>,
     /// `on_full`.
     pub on_full: Option<(OnFull, Span)>,
     /// `backpressure`.
     pub backpressure: Option<(Backpressure, Span)>,
     /// `on_error`.
     pub on_error: Option<(OnError, Span)>,
+    /// Whether `on_error` is a `retry` written without `then`: what it does
+    /// when it runs out depends on whether the `errors` port is connected
+    /// ([`Options::to_runtime`] decides), and its `then` here is a
+    /// placeholder.
+    pub then_unset: bool,
     /// `breaker`.
     pub breaker: Option<(Breaker, Span)>,
 }
@@ -151,38 +68,42 @@ impl Options {
         self.keys().is_empty()
     }
 
-    /// The keys set, with their spans.
-    pub fn keys(&self) -> Vec<(&'static str, Span)> {
-        let mut keys = Vec::new();
-        if let Some((_, span)) = self.parallel {
-            keys.push(("parallel", span));
+    /// The options set, with the spans of their keys, in the order they are
+    /// declared.
+    pub fn keys(&self) -> Vec<(&'static Declaration, Span)> {
+        let values = self.values();
+        DECLARATIONS
+            .iter()
+            .filter(|declaration| (declaration.is_set)(&values))
+            .filter_map(|declaration| Some((declaration, self.span(declaration.field)?)))
+            .collect()
+    }
+
+    /// Where the option that sets `field` is written.
+    fn span(&self, field: Field) -> Option<Span> {
+        match field {
+            Field::Parallel => self.parallel.map(|(_, span)| span),
+            Field::Ordering => self.ordering.map(|(_, span)| span),
+            Field::Buffer => self.buffer.map(|(_, span)| span),
+            Field::OnFull => self.on_full.map(|(_, span)| span),
+            Field::Backpressure => self.backpressure.map(|(_, span)| span),
+            Field::OnError => self.on_error.map(|(_, span)| span),
+            Field::Breaker => self.breaker.map(|(_, span)| span),
         }
-        if let Some((ordering, span)) = &self.ordering {
-            keys.push((
-                match ordering {
-                    Ordering::Ordered => "ordered",
-                    Ordering::Unordered => "unordered",
-                    Ordering::ByKey(_) => "by_key",
-                },
-                *span,
-            ));
+    }
+
+    /// The values, without their spans (a retry without `then` holds its
+    /// placeholder).
+    fn values(&self) -> StageOptions {
+        StageOptions {
+            parallel: self.parallel.map(|(value, _)| value),
+            ordering: self.ordering.map(|(value, _)| value),
+            buffer: self.buffer.map(|(value, _)| value),
+            on_full: self.on_full.map(|(value, _)| value),
+            backpressure: self.backpressure.map(|(value, _)| value),
+            on_error: self.on_error.map(|(value, _)| value),
+            breaker: self.breaker.map(|(value, _)| value),
         }
-        if let Some((_, span)) = self.buffer {
-            keys.push(("buffer", span));
-        }
-        if let Some((_, span)) = self.on_full {
-            keys.push(("on_full", span));
-        }
-        if let Some((_, span)) = self.backpressure {
-            keys.push(("backpressure", span));
-        }
-        if let Some((_, span)) = self.on_error {
-            keys.push(("on_error", span));
-        }
-        if let Some((_, span)) = self.breaker {
-            keys.push(("breaker", span));
-        }
-        keys
     }
 
     /// Whether the node retries failed items (so its input is kept).
@@ -190,136 +111,50 @@ impl Options {
         matches!(self.on_error, Some((OnError::Retry { .. }, _)))
     }
 
-    /// Whether an option sets up the node's input edge (so the node must
-    /// read from an edge of its own).
+    /// Whether an option sets up the node's input edge, or runs the node on
+    /// workers behind one (so the node must read from an edge of its own).
     pub fn needs_edge(&self) -> bool {
-        self.buffer.is_some()
-            || self.on_full.is_some()
-            || self.backpressure.is_some()
-            || self.parallel.is_some()
+        self.keys().iter().any(|(declaration, _)| {
+            declaration.sets_up_input_edge || declaration.field == Field::Parallel
+        })
+    }
+
+    /// Where the options send failed items to the `errors` port, if they
+    /// do: `dead_letter`, or a retry's `then = dead_letter`.
+    pub fn dead_letters(&self) -> Option<Span> {
+        match self.on_error {
+            Some((OnError::DeadLetter, span)) => Some(span),
+            Some((
+                OnError::Retry {
+                    then: Exhausted::DeadLetter,
+                    ..
+                },
+                span,
+            )) if !self.then_unset => Some(span),
+            _ => None,
+        }
     }
 
     /// A `StageOptions` literal for the runtime; `errors_connected` decides
     /// what a retry without `then` does when it runs out.
     pub fn to_runtime(&self, errors_connected: bool) -> TokenStream {
-        let o = quote!(::pipeline::__private::options);
-        let some = |t: TokenStream| quote!(::std::option::Option::Some(#t));
-        let none = quote!(::std::option::Option::None);
-        let nanos = |n: u64| quote!(::std::time::Duration::from_nanos(#n));
-        let parallel = match self.parallel {
-            Some((Parallel::Fixed(n), _)) => {
-                let n = n as usize;
-                some(quote!(#o::Parallelism::Fixed(#n)))
-            }
-            Some((Parallel::Cpu, _)) => some(quote!(#o::Parallelism::Cpu)),
-            Some((Parallel::Io(max), _)) => {
-                let max = max as usize;
-                some(quote!(#o::Parallelism::Io { max: #max }))
-            }
-            None => none.clone(),
-        };
-        let ordering = match &self.ordering {
-            Some((Ordering::Ordered, _)) => some(quote!(#o::Ordering::Ordered)),
-            Some((Ordering::Unordered, _)) => some(quote!(#o::Ordering::Unordered)),
-            Some((Ordering::ByKey(_), _)) => some(quote!(#o::Ordering::ByKey)),
-            None => none.clone(),
-        };
-        let buffer = match self.buffer {
-            Some((n, _)) => {
-                let n = n as usize;
-                some(quote!(#n))
-            }
-            None => none.clone(),
-        };
-        let on_full = match self.on_full {
-            Some((OnFull::Block, _)) => some(quote!(#o::OnFull::Block)),
-            Some((OnFull::DropOldest, _)) => some(quote!(#o::OnFull::DropOldest)),
-            Some((OnFull::DropNewest, _)) => some(quote!(#o::OnFull::DropNewest)),
-            None => none.clone(),
-        };
-        let backpressure = match self.backpressure {
-            Some((Backpressure::Credit(a, b), _)) => {
-                let (a, b) = (a as usize, b as usize);
-                some(quote!(#o::Backpressure::Credit { initial: #a, replenish: #b }))
-            }
-            Some((Backpressure::Rate(a, b), _)) => {
-                let (a, b) = (a as f64, b as usize);
-                some(quote!(#o::Backpressure::Rate { per_sec: #a, burst: #b }))
-            }
-            Some((Backpressure::Adaptive(a, b), _)) => {
-                let (a, b) = (a as usize, b as usize);
-                some(quote!(#o::Backpressure::Adaptive { min: #a, max: #b }))
-            }
-            Some((Backpressure::Pull(a), _)) => {
-                let a = a as usize;
-                some(quote!(#o::Backpressure::Pull { window: #a }))
-            }
-            None => none.clone(),
-        };
-        let then = |then: Then| match then {
-            Then::Ignore => quote!(#o::Exhausted::Ignore),
-            Then::DeadLetter => quote!(#o::Exhausted::DeadLetter),
-            Then::Fail => quote!(#o::Exhausted::Fail),
-        };
-        let on_error = match self.on_error {
-            Some((OnError::Ignore, _)) => some(quote!(#o::OnError::Ignore)),
-            Some((OnError::DeadLetter, _)) => some(quote!(#o::OnError::DeadLetter)),
-            Some((OnError::Fail, _)) => some(quote!(#o::OnError::Fail)),
-            Some((
-                OnError::Retry {
-                    attempts,
-                    backoff,
-                    max_backoff,
-                    then: after,
-                },
-                _,
-            )) => {
-                let attempts = attempts.min(u64::from(u32::MAX)) as u32;
-                let backoff = nanos(backoff);
-                let max_backoff = nanos(max_backoff);
-                let after = then(after.unwrap_or(if errors_connected {
-                    Then::DeadLetter
-                } else {
-                    Then::Ignore
-                }));
-                some(quote!(#o::OnError::Retry {
-                    retry: #o::Retry { attempts: #attempts, backoff: #backoff, max_backoff: #max_backoff },
-                    then: #after,
-                }))
-            }
-            None => none.clone(),
-        };
-        let breaker = match self.breaker {
-            Some((b, _)) => {
-                let rate = b.error_rate;
-                let latency = match b.latency {
-                    Some(l) => some(nanos(l)),
-                    None => none.clone(),
-                };
-                let window = nanos(b.window);
-                let min_calls = b.min_calls.min(u64::from(u32::MAX)) as u32;
-                let cooldown = nanos(b.cooldown);
-                some(quote!(#o::Breaker {
-                    error_rate: #rate,
-                    latency: #latency,
-                    window: #window,
-                    min_calls: #min_calls,
-                    cooldown: #cooldown,
-                }))
-            }
-            None => none.clone(),
-        };
-        quote! {
-            #o::StageOptions {
-                parallel: #parallel,
-                ordering: #ordering,
-                buffer: #buffer,
-                on_full: #on_full,
-                backpressure: #backpressure,
-                on_error: #on_error,
-                breaker: #breaker,
-            }
+        let mut values = self.values();
+        if self.then_unset
+            && let Some(OnError::Retry { then, .. }) = &mut values.on_error
+        {
+            *then = if errors_connected {
+                Exhausted::DeadLetter
+            } else {
+                Exhausted::Ignore
+            };
         }
+        let rust = values.to_rust(PATH);
+        // Generated text, always valid Rust; should it ever not be, the
+        // macro reports it rather than panic.
+        rust.parse().unwrap_or_else(|_| {
+            let message = format!("pipeline: the options `{rust}` are not valid Rust");
+            quote!(::core::compile_error!(#message))
+        })
     }
 }
 
@@ -346,7 +181,58 @@ pub fn parse_metas<'a>(
 
 /// Whether `key` names an option.
 pub fn is_option(key: &str) -> bool {
-    OPTION_KEYS.contains(&key)
+    pipeline_options::declaration(key).is_some()
+}
+
+/// The names of the options, in the order they are declared.
+pub fn names() -> impl Iterator<Item = &'static str> + Clone {
+    DECLARATIONS.iter().map(|declaration| declaration.name)
+}
+
+/// The name of the (first) option that sets `field`, for messages that
+/// mention it.
+pub fn name_of(field: Field) -> &'static str {
+    DECLARATIONS
+        .iter()
+        .find(|declaration| declaration.field == field)
+        .map_or("", |declaration| declaration.name)
+}
+
+/// How the (first) option that sets `field` is written among
+/// `#[stage(..)]`'s arguments, such as `parallel = 4`.
+pub fn written_as_argument(field: Field) -> &'static str {
+    DECLARATIONS
+        .iter()
+        .find(|declaration| declaration.field == field)
+        .map_or("", |declaration| {
+            let written = declaration.written;
+            written
+                .strip_prefix("#[")
+                .and_then(|w| w.strip_suffix(']'))
+                .unwrap_or(written)
+        })
+}
+
+/// Reads one option's value into `options`; the meta has the option's form.
+type Reader = fn(&Declaration, &Meta, Span, &mut Options, &mut Diagnostics);
+
+/// The function that reads the value of the option called `name`: the one
+/// place the compiler names each option (a unit test checks that every
+/// declared option has one).
+fn reader(name: &str) -> Option<Reader> {
+    let reader: Reader = match name {
+        "parallel" => read_parallel,
+        "ordered" => read_ordered,
+        "unordered" => read_unordered,
+        "by_key" => read_by_key,
+        "buffer" => read_buffer,
+        "on_full" => read_on_full,
+        "backpressure" => read_backpressure,
+        "on_error" => read_on_error,
+        "breaker" => read_breaker,
+        _ => return None,
+    };
+    Some(reader)
 }
 
 fn read(meta: &Meta, options: &mut Options, diagnostics: &mut Diagnostics) {
@@ -354,112 +240,201 @@ fn read(meta: &Meta, options: &mut Options, diagnostics: &mut Diagnostics) {
     let Some(key) = path.get_ident().map(ToString::to_string) else {
         diagnostics.error_spanned(
             path,
-            "expected an option name such as `buffer` or `parallel`",
+            format!(
+                "expected an option name such as `{}` or `{}`",
+                name_of(Field::Buffer),
+                name_of(Field::Parallel)
+            ),
         );
         return;
     };
     let span = path.span();
-    if !is_option(&key) {
+    let (Some(declaration), Some(reader)) = (pipeline_options::declaration(&key), reader(&key))
+    else {
         diagnostics.error_spanned(
             path,
             format!(
                 "unknown option `{key}`{} Options are {}",
-                end_sentence(suggestion(&key, OPTION_KEYS.iter().copied())),
-                OPTION_KEYS
-                    .iter()
+                end_sentence(suggestion(&key, names())),
+                names()
                     .map(|k| format!("`{k}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
         );
         return;
-    }
-    let duplicate = options.keys().iter().any(|(k, _)| *k == key)
-        || (matches!(key.as_str(), "ordered" | "unordered" | "by_key")
-            && options.ordering.is_some());
-    if duplicate {
-        let first = options
-            .keys()
-            .into_iter()
-            .find(|(k, _)| {
-                *k == key
-                    || matches!(*k, "ordered" | "unordered" | "by_key")
-                        && matches!(key.as_str(), "ordered" | "unordered" | "by_key")
-            })
-            .map(|(k, _)| k)
-            .unwrap_or("it");
-        let message = if first == key {
+    };
+    // Options that set the same field exclude each other.
+    let first = options
+        .keys()
+        .into_iter()
+        .find(|(set, _)| set.field == declaration.field);
+    if let Some((first, _)) = first {
+        let message = if first.name == key {
             format!("the option `{key}` is set twice on this node")
         } else {
-            format!("`{key}` conflicts with `{first}`: a stage has one ordering")
+            format!(
+                "`{key}` conflicts with `{}`: a stage has one {}",
+                first.name,
+                declaration.field.name()
+            )
         };
         diagnostics.error(span, message);
         return;
     }
-    match (key.as_str(), meta) {
-        ("ordered", Meta::Path(_)) => options.ordering = Some((Ordering::Ordered, span)),
-        ("unordered", Meta::Path(_)) => options.ordering = Some((Ordering::Unordered, span)),
-        ("by_key", Meta::List(list)) => match syn::parse2::<Expr>(list.tokens.clone()) {
-            Ok(Expr::Closure(closure)) => {
-                options.ordering = Some((Ordering::ByKey(Box::new(Expr::Closure(closure))), span));
-            }
-            _ => diagnostics.error_spanned(
-                &list.tokens,
-                "`by_key` takes a closure from the item to its key, as in `#[by_key(|r: &Req| r.account)]`",
+    let form = match meta {
+        Meta::Path(_) => Form::Flag,
+        Meta::List(_) => Form::List,
+        Meta::NameValue(_) => Form::Value,
+    };
+    if form != declaration.form {
+        diagnostics.error_spanned(
+            meta,
+            format!("wrong form for `{key}`: {}", declaration.wrong_form),
+        );
+        return;
+    }
+    reader(declaration, meta, span, options, diagnostics);
+}
+
+/// The value of `#[key = value]`.
+fn value(meta: &Meta) -> Option<&Expr> {
+    match meta {
+        Meta::NameValue(nv) => Some(&nv.value),
+        _ => None,
+    }
+}
+
+/// A count as a `usize`.
+fn size(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn read_parallel(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(parallel) = value(meta).and_then(|v| parallel(v, declaration.name, diagnostics)) {
+        options.parallel = Some((parallel, span));
+    }
+}
+
+fn read_ordered(_: &Declaration, _: &Meta, span: Span, options: &mut Options, _: &mut Diagnostics) {
+    options.ordering = Some((Ordering::Ordered, span));
+}
+
+fn read_unordered(
+    _: &Declaration,
+    _: &Meta,
+    span: Span,
+    options: &mut Options,
+    _: &mut Diagnostics,
+) {
+    options.ordering = Some((Ordering::Unordered, span));
+}
+
+fn read_by_key(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    let Meta::List(list) = meta else {
+        return;
+    };
+    match syn::parse2::<Expr>(list.tokens.clone()) {
+        Ok(Expr::Closure(closure)) => {
+            options.ordering = Some((Ordering::ByKey, span));
+            options.key = Some(Box::new(Expr::Closure(closure)));
+        }
+        _ => diagnostics.error_spanned(
+            &list.tokens,
+            format!(
+                "`{key}` takes a closure from the item to its key, as in `#[{key}(|r: &Req| r.account)]`",
+                key = declaration.name
             ),
-        },
-        ("parallel", Meta::NameValue(nv)) => {
-            if let Some(parallel) = parallel(&nv.value, diagnostics) {
-                options.parallel = Some((parallel, span));
-            }
+        ),
+    }
+}
+
+fn read_buffer(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(n) = value(meta).and_then(|v| count(v, declaration.name, diagnostics)) {
+        options.buffer = Some((size(n), span));
+    }
+}
+
+fn read_on_full(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    let Some(expr) = value(meta) else {
+        return;
+    };
+    let value = match word(expr).as_deref() {
+        Some("block") => OnFull::Block,
+        Some("drop_oldest") => OnFull::DropOldest,
+        Some("drop_newest") => OnFull::DropNewest,
+        _ => {
+            let choices = ["block", "drop_oldest", "drop_newest"];
+            expected(expr, declaration.name, &choices, diagnostics);
+            return;
         }
-        ("buffer", Meta::NameValue(nv)) => {
-            if let Some(n) = count(&nv.value, "buffer", diagnostics) {
-                options.buffer = Some((n, span));
-            }
-        }
-        ("on_full", Meta::NameValue(nv)) => {
-            let value = match word(&nv.value).as_deref() {
-                Some("block") => Some(OnFull::Block),
-                Some("drop_oldest") => Some(OnFull::DropOldest),
-                Some("drop_newest") => Some(OnFull::DropNewest),
-                _ => {
-                    expected(&nv.value, "on_full", &["block", "drop_oldest", "drop_newest"], diagnostics);
-                    None
-                }
-            };
-            if let Some(value) = value {
-                options.on_full = Some((value, span));
-            }
-        }
-        ("backpressure", Meta::NameValue(nv)) => {
-            if let Some(value) = backpressure(&nv.value, diagnostics) {
-                options.backpressure = Some((value, span));
-            }
-        }
-        ("on_error", Meta::NameValue(nv)) => {
-            if let Some(value) = on_error(&nv.value, diagnostics) {
-                options.on_error = Some((value, span));
-            }
-        }
-        ("breaker", Meta::List(list)) => {
-            if let Some(value) = breaker(list, diagnostics) {
-                options.breaker = Some((value, span));
-            }
-        }
-        (key, _) => {
-            let shape = match key {
-                "ordered" | "unordered" => format!("`{key}` takes no value: write `#[{key}]`"),
-                "by_key" => "write `#[by_key(|item| key)]`".to_owned(),
-                "breaker" => "write `#[breaker(error_rate = 0.5, window = 10s, min_calls = 20, cooldown = 5s)]`".to_owned(),
-                "parallel" => "write `#[parallel = 4]`, `#[parallel = cpu]` or `#[parallel = io]`".to_owned(),
-                "buffer" => "write `#[buffer = 1024]`".to_owned(),
-                "on_full" => "write `#[on_full = block]`, `drop_oldest` or `drop_newest`".to_owned(),
-                "backpressure" => "write `#[backpressure = rate(1000, 100)]` or `credit(..)`, `adaptive(..)`, `pull(..)`".to_owned(),
-                _ => "write `#[on_error = retry(3, backoff = 10ms)]`, `dead_letter`, `fail` or `ignore`".to_owned(),
-            };
-            diagnostics.error_spanned(meta, format!("wrong form for `{key}`: {shape}"));
-        }
+    };
+    options.on_full = Some((value, span));
+}
+
+fn read_backpressure(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(value) = value(meta).and_then(|v| backpressure(v, declaration.name, diagnostics)) {
+        options.backpressure = Some((value, span));
+    }
+}
+
+fn read_on_error(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some((value, then_unset)) =
+        value(meta).and_then(|v| on_error(v, declaration.name, diagnostics))
+    {
+        options.on_error = Some((value, span));
+        options.then_unset = then_unset;
+    }
+}
+
+fn read_breaker(
+    declaration: &Declaration,
+    meta: &Meta,
+    span: Span,
+    options: &mut Options,
+    diagnostics: &mut Diagnostics,
+) {
+    let Meta::List(list) = meta else {
+        return;
+    };
+    if let Some(value) = breaker(list, declaration.name, diagnostics) {
+        options.breaker = Some((value, span));
     }
 }
 
@@ -488,24 +463,28 @@ fn expected(expr: &Expr, key: &str, choices: &[&str], diagnostics: &mut Diagnost
     );
 }
 
-fn parallel(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<Parallel> {
+fn parallel(expr: &Expr, key: &str, diagnostics: &mut Diagnostics) -> Option<Parallelism> {
     match expr {
-        Expr::Lit(_) | Expr::Unary(_) => count(expr, "parallel", diagnostics).map(Parallel::Fixed),
+        Expr::Lit(_) | Expr::Unary(_) => {
+            count(expr, key, diagnostics).map(|n| Parallelism::Fixed(size(n)))
+        }
         Expr::Path(_) => match word(expr).as_deref() {
-            Some("cpu") => Some(Parallel::Cpu),
-            Some("io") => Some(Parallel::Io(64)),
+            Some("cpu") => Some(Parallelism::Cpu),
+            Some("io") => Some(Parallelism::Io { max: 64 }),
             _ => {
-                expected(expr, "parallel", &["cpu", "io"], diagnostics);
+                expected(expr, key, &["cpu", "io"], diagnostics);
                 None
             }
         },
         Expr::Call(call) if word(&call.func).as_deref() == Some("io") && call.args.len() == 1 => {
-            count(&call.args[0], "io", diagnostics).map(Parallel::Io)
+            count(&call.args[0], "io", diagnostics).map(|max| Parallelism::Io { max: size(max) })
         }
         other => {
             diagnostics.error_spanned(
                 other,
-                "`parallel` is a number of workers, `cpu` (one per core) or `io` (adaptive, `io(max)`)",
+                format!(
+                    "`{key}` is a number of workers, `cpu` (one per core) or `io` (adaptive, `io(max)`)"
+                ),
             );
             None
         }
@@ -532,18 +511,20 @@ fn counts(expr: &Expr, name: &str, n: usize, diagnostics: &mut Diagnostics) -> O
     values.into_iter().collect()
 }
 
-fn backpressure(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<Backpressure> {
+fn backpressure(expr: &Expr, key: &str, diagnostics: &mut Diagnostics) -> Option<Backpressure> {
     let name = match expr {
         Expr::Call(call) => word(&call.func),
         _ => None,
     };
     match name.as_deref() {
-        Some("credit") => {
-            counts(expr, "credit", 2, diagnostics).map(|v| Backpressure::Credit(v[0], v[1]))
-        }
-        Some("rate") => {
-            counts(expr, "rate", 2, diagnostics).map(|v| Backpressure::Rate(v[0], v[1]))
-        }
+        Some("credit") => counts(expr, "credit", 2, diagnostics).map(|v| Backpressure::Credit {
+            initial: size(v[0]),
+            replenish: size(v[1]),
+        }),
+        Some("rate") => counts(expr, "rate", 2, diagnostics).map(|v| Backpressure::Rate {
+            per_sec: v[0] as f64,
+            burst: size(v[1]),
+        }),
         Some("adaptive") => {
             let v = counts(expr, "adaptive", 2, diagnostics)?;
             if v[0] > v[1] {
@@ -556,16 +537,21 @@ fn backpressure(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<Backpressu
                 );
                 return None;
             }
-            Some(Backpressure::Adaptive(v[0], v[1]))
+            Some(Backpressure::Adaptive {
+                min: size(v[0]),
+                max: size(v[1]),
+            })
         }
-        Some("pull") => counts(expr, "pull", 1, diagnostics).map(|v| Backpressure::Pull(v[0])),
+        Some("pull") => {
+            counts(expr, "pull", 1, diagnostics).map(|v| Backpressure::Pull { window: size(v[0]) })
+        }
         _ => {
             let got = name.unwrap_or_default();
             let hint = suggestion(&got, ["credit", "rate", "adaptive", "pull"]);
             diagnostics.error_spanned(
                 expr,
                 format!(
-                    "`backpressure` is `credit(initial, replenish)`, `rate(per_sec, burst)`, \
+                    "`{key}` is `credit(initial, replenish)`, `rate(per_sec, burst)`, \
                      `adaptive(min, max)` or `pull(window)`{hint}"
                 ),
             );
@@ -574,13 +560,14 @@ fn backpressure(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<Backpressu
     }
 }
 
-fn on_error(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<OnError> {
+/// The policy, and whether it is a retry without `then`.
+fn on_error(expr: &Expr, key: &str, diagnostics: &mut Diagnostics) -> Option<(OnError, bool)> {
     let choices = ["retry", "dead_letter", "fail", "ignore"];
     match expr {
         Expr::Path(_) => match word(expr).as_deref() {
-            Some("ignore") => Some(OnError::Ignore),
-            Some("dead_letter") => Some(OnError::DeadLetter),
-            Some("fail") => Some(OnError::Fail),
+            Some("ignore") => Some((OnError::Ignore, false)),
+            Some("dead_letter") => Some((OnError::DeadLetter, false)),
+            Some("fail") => Some((OnError::Fail, false)),
             Some("retry") => {
                 diagnostics.error_spanned(
                     expr,
@@ -589,7 +576,7 @@ fn on_error(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<OnError> {
                 None
             }
             _ => {
-                expected(expr, "on_error", &choices, diagnostics);
+                expected(expr, key, &choices, diagnostics);
                 None
             }
         },
@@ -597,13 +584,13 @@ fn on_error(expr: &Expr, diagnostics: &mut Diagnostics) -> Option<OnError> {
             retry(call, diagnostics)
         }
         other => {
-            expected(other, "on_error", &choices, diagnostics);
+            expected(other, key, &choices, diagnostics);
             None
         }
     }
 }
 
-fn retry(call: &syn::ExprCall, diagnostics: &mut Diagnostics) -> Option<OnError> {
+fn retry(call: &syn::ExprCall, diagnostics: &mut Diagnostics) -> Option<(OnError, bool)> {
     let mut args = call.args.iter();
     let Some(first) = args.next() else {
         diagnostics.error(
@@ -635,9 +622,9 @@ fn retry(call: &syn::ExprCall, diagnostics: &mut Diagnostics) -> Option<OnError>
                     quantity(&assign.right, "max_backoff", Unit::Time, diagnostics).map(Some);
             }
             Some("then") => match word(&assign.right).as_deref() {
-                Some("ignore") => then = Some(Then::Ignore),
-                Some("dead_letter") => then = Some(Then::DeadLetter),
-                Some("fail") => then = Some(Then::Fail),
+                Some("ignore") => then = Some(Exhausted::Ignore),
+                Some("dead_letter") => then = Some(Exhausted::DeadLetter),
+                Some("fail") => then = Some(Exhausted::Fail),
                 _ => {
                     expected(
                         &assign.right,
@@ -670,15 +657,21 @@ fn retry(call: &syn::ExprCall, diagnostics: &mut Diagnostics) -> Option<OnError>
         diagnostics.error_spanned(call, "`max_backoff` is shorter than `backoff`");
         return None;
     }
-    ok.then_some(OnError::Retry {
-        attempts: attempts?,
-        backoff,
-        max_backoff,
-        then,
-    })
+    let retry = Retry {
+        attempts: u32::try_from(attempts?).unwrap_or(u32::MAX),
+        backoff: Duration::from_nanos(backoff),
+        max_backoff: Duration::from_nanos(max_backoff),
+    };
+    ok.then_some((
+        OnError::Retry {
+            retry,
+            then: then.unwrap_or_default(),
+        },
+        then.is_none(),
+    ))
 }
 
-fn breaker(list: &syn::MetaList, diagnostics: &mut Diagnostics) -> Option<Breaker> {
+fn breaker(list: &syn::MetaList, key: &str, diagnostics: &mut Diagnostics) -> Option<Breaker> {
     const SETTINGS: &[&str] = &["error_rate", "latency", "window", "min_calls", "cooldown"];
     let args = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(list.tokens.clone()) {
         Ok(args) => args,
@@ -690,11 +683,12 @@ fn breaker(list: &syn::MetaList, diagnostics: &mut Diagnostics) -> Option<Breake
     let mut breaker = Breaker {
         error_rate: 0.5,
         latency: None,
-        window: 10_000_000_000,
+        window: Duration::from_secs(10),
         min_calls: 20,
-        cooldown: 5_000_000_000,
+        cooldown: Duration::from_secs(5),
     };
     let mut ok = true;
+    let error_rate = "`error_rate` is a share of calls, above 0 and at most 1, such as `0.5`";
     for arg in &args {
         let Expr::Assign(assign) = arg else {
             diagnostics.error_spanned(arg, "expected a setting such as `error_rate = 0.5`");
@@ -703,45 +697,46 @@ fn breaker(list: &syn::MetaList, diagnostics: &mut Diagnostics) -> Option<Breake
         };
         let name = word(&assign.left).unwrap_or_default();
         let value = &*assign.right;
+        let time = |setting: &str, diagnostics: &mut Diagnostics| {
+            quantity(value, setting, Unit::Time, diagnostics).map(Duration::from_nanos)
+        };
         match name.as_str() {
-            "error_rate" => {
-                match value {
-                    Expr::Lit(syn::ExprLit {
-                        lit: Lit::Float(f), ..
-                    }) => match f.base10_parse::<f64>() {
-                        Ok(rate) if rate > 0.0 && rate <= 1.0 => breaker.error_rate = rate,
-                        _ => {
-                            diagnostics.error_spanned(f, "`error_rate` is a share of calls, above 0 and at most 1, such as `0.5`");
-                            ok = false;
-                        }
-                    },
-                    other => {
-                        diagnostics.error_spanned(other, "`error_rate` is a share of calls, above 0 and at most 1, such as `0.5`");
+            "error_rate" => match value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Float(f), ..
+                }) => match f.base10_parse::<f64>() {
+                    Ok(rate) if rate > 0.0 && rate <= 1.0 => breaker.error_rate = rate,
+                    _ => {
+                        diagnostics.error_spanned(f, error_rate);
                         ok = false;
                     }
+                },
+                other => {
+                    diagnostics.error_spanned(other, error_rate);
+                    ok = false;
                 }
-            }
-            "latency" => match quantity(value, "latency", Unit::Time, diagnostics) {
+            },
+            "latency" => match time("latency", diagnostics) {
                 Some(l) => breaker.latency = Some(l),
                 None => ok = false,
             },
-            "window" => match quantity(value, "window", Unit::Time, diagnostics) {
+            "window" => match time("window", diagnostics) {
                 Some(w) => breaker.window = w,
                 None => ok = false,
             },
-            "cooldown" => match quantity(value, "cooldown", Unit::Time, diagnostics) {
+            "cooldown" => match time("cooldown", diagnostics) {
                 Some(c) => breaker.cooldown = c,
                 None => ok = false,
             },
             "min_calls" => match count(value, "min_calls", diagnostics) {
-                Some(n) => breaker.min_calls = n,
+                Some(n) => breaker.min_calls = u32::try_from(n).unwrap_or(u32::MAX),
                 None => ok = false,
             },
             _ => {
                 diagnostics.error_spanned(
                     &assign.left,
                     format!(
-                        "`breaker` has no setting `{name}`{} Settings are {}",
+                        "`{key}` has no setting `{name}`{} Settings are {}",
                         end_sentence(suggestion(&name, SETTINGS.iter().copied())),
                         SETTINGS
                             .iter()
@@ -759,8 +754,11 @@ fn breaker(list: &syn::MetaList, diagnostics: &mut Diagnostics) -> Option<Breake
 
 /// The by-key closure's tokens, if the options have one.
 pub fn by_key(options: &Options) -> Option<TokenStream> {
-    match &options.ordering {
-        Some((Ordering::ByKey(f), _)) => Some(f.to_token_stream()),
+    match (&options.ordering, &options.key) {
+        (Some((Ordering::ByKey, _)), Some(f)) => Some(f.to_token_stream()),
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

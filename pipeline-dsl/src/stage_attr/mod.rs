@@ -17,6 +17,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Item, ItemFn, Type};
 
 use crate::diagnostics::{Diagnostics, suggestion};
+use crate::options::{Field, name_of, written_as_argument};
 
 mod rejected;
 mod source;
@@ -155,9 +156,10 @@ pub fn expand_stage(args: TokenStream, item: TokenStream) -> TokenStream {
                     #key
                 }
             });
-        } else if options.buffer.is_some()
-            || options.on_full.is_some()
-            || options.backpressure.is_some()
+        } else if options
+            .keys()
+            .iter()
+            .any(|(declaration, _)| declaration.sets_up_input_edge)
         {
             generated.extend(quote! {
                 impl ::pipeline::__private::HopsByDefault for #name {}
@@ -231,7 +233,7 @@ fn parse_args(
             ("flat", syn::Meta::Path(_)) => flat = true,
             _ if crate::options::is_option(&key) => options.push(meta.clone()),
             _ => {
-                let candidates = ARGUMENTS.iter().chain(crate::options::OPTION_KEYS).copied();
+                let candidates = ARGUMENTS.iter().copied().chain(crate::options::names());
                 // A misspelt role is read as the role, so that the stage
                 // still made has the shape that was meant.
                 if let syn::Meta::Path(_) = &meta {
@@ -246,8 +248,10 @@ fn parse_args(
                     &meta,
                     format!(
                         "unknown `#[stage]` argument `{key}`{} Expected one of `source`, `sink`, `flat`, \
-                         or an option such as `parallel = 4` or `on_error = retry(3, backoff = 10ms)`",
-                        crate::diagnostics::end_sentence(suggestion(&key, candidates))
+                         or an option such as `{}` or `{}`",
+                        crate::diagnostics::end_sentence(suggestion(&key, candidates)),
+                        written_as_argument(Field::Parallel),
+                        written_as_argument(Field::OnError),
                     ),
                 );
             }
@@ -255,24 +259,25 @@ fn parse_args(
     }
     let options = crate::options::parse_metas(&options, diagnostics);
     if options.parallel.is_none()
-        && let Some((ordering, span)) = &options.ordering
+        && let Some((ordering, span)) = options
+            .keys()
+            .into_iter()
+            .find(|(declaration, _)| declaration.field == Field::Ordering)
     {
-        let key = match ordering {
-            crate::options::Ordering::Ordered => "ordered",
-            crate::options::Ordering::Unordered => "unordered",
-            crate::options::Ordering::ByKey(_) => "by_key",
-        };
+        let key = ordering.name;
         diagnostics.error(
-            *span,
+            span,
             format!(
-                "`{key}` orders the outputs of parallel workers; add `parallel = N` to the \
-                 stage's defaults, or remove `{key}`"
+                "`{key}` orders the outputs of parallel workers; add `{} = N` to the \
+                 stage's defaults, or remove `{key}`",
+                name_of(Field::Parallel)
             ),
         );
     }
     if role == Role::Source
-        && let Some((key, span)) = options.keys().into_iter().next()
+        && let Some((declaration, span)) = options.keys().into_iter().next()
     {
+        let key = declaration.name;
         diagnostics.error(
             span,
             format!("`{key}` is about a stage's input, and a `#[stage(source)]` takes none"),
