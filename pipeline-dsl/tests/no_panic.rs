@@ -11,7 +11,7 @@
 //!   reporting the errors in it;
 //! - carry one `compile_error!` per error that [`check_pipeline`] reports,
 //!   and at least one for an input that is not a valid pipeline;
-//! - for a valid pipeline, build a `__private::Pipeline` and carry no
+//! - for a valid pipeline, build a `Pipeline::segmented` and carry no
 //!   `compile_error!`.
 //!
 //! Four generators are used: a "soup" of arbitrary pieces of the
@@ -186,7 +186,7 @@ fn check_outcome(source: &str, outcome: &Outcome) -> Result<(), String> {
             errors.len()
         ));
     }
-    if errors.is_empty() && !has_path(expansion, "__private", "Pipeline") {
+    if errors.is_empty() && !has_path(expansion, "Pipeline", "segmented") {
         return fail("a pipeline without errors does not expand to a `Pipeline`");
     }
     // Rules that hold whatever the tokens are.

@@ -26,15 +26,25 @@ impl Emitter<'_> {
         let accumulator = local("__pipeline_accumulator", span);
         // What the accumulation reads: its edge, or the chain before it;
         // and something that tells its item type either way.
-        let (input, suffix) = match intake {
-            Intake::Edge => (local(&self.receiver_var(node).to_string(), span), ""),
-            Intake::Chain => (chain.clone(), "_after"),
+        let input = match intake {
+            Intake::Edge => local(&self.receiver_var(node).to_string(), span),
+            Intake::Chain => chain.clone(),
         };
         let typed = match intake {
             Intake::Edge => quote_spanned!(here=> &#private_here::edge_type(&#input)),
             Intake::Chain => quote!(&#input),
         };
-        let named = |name: &str| syn::Ident::new(&format!("{name}{suffix}"), here);
+        // Without and with the `Spill` bounds, reading an edge or the chain
+        // before it (a fused accumulation).
+        let named = |spilling: bool| {
+            let name = match (spilling, intake) {
+                (false, Intake::Edge) => "accumulate",
+                (false, Intake::Chain) => "accumulate_after",
+                (true, Intake::Edge) => "accumulate_spilling",
+                (true, Intake::Chain) => "accumulate_spilling_after",
+            };
+            syn::Ident::new(name, here)
+        };
         let stats = local(&self.stats_var(node).to_string(), span);
         let collector = match &spec.collector {
             fields::Collector::Key(key) => {
@@ -93,10 +103,10 @@ impl Emitter<'_> {
                 };
                 (
                     quote!(::std::option::Option::Some(#private::SpillPolicy { max_memory: #max_memory, dir: #dir })),
-                    named("accumulate_spilling"),
+                    named(true),
                 )
             }
-            None => (quote!(::std::option::Option::None), named("accumulate")),
+            None => (quote!(::std::option::Option::None), named(false)),
         };
         let mut code = quote! {
             let #accumulator = #collector;
