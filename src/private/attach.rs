@@ -15,7 +15,6 @@ use pipeline_runtime::stage::{Failed, Stage};
 
 use super::checks::{KeepsInput, RetriesInput, Unknown};
 use super::defaults::{DefaultsOf, retry_cloner};
-use super::parallel::parallel_chunk;
 
 // A bare-named stage's node: fused to the chain before it, unless its
 // `#[stage(parallel = ..)]` defaults say it runs on workers, which only its
@@ -116,24 +115,19 @@ impl<S: WorksInParallel> AttachOnWorkers<S> for DefaultsOf<S> {
         F: FnOnce(A, Broadcast<A::Out>, Control) -> Fut,
         Fut: Future<Output = Result<(), Error>>,
     {
-        let chunk = parallel_chunk(&options);
+        let chunk = pipeline_runtime::parallel::chunk_for(
+            options.parallel.unwrap_or(options::Parallelism::Fixed(1)),
+        );
         let (output, rx) = hop_edge(&options, chunk, edge);
-        let parallelism = options.parallel.unwrap_or(options::Parallelism::Fixed(1));
         let stages = pipeline_runtime::parallel::clones(stage);
-        let head = match (options.ordering, S::KEY) {
-            (Some(options::Ordering::ByKey) | None, Some(hash)) => {
-                ParallelHead::by_hash(rx, stages, S::spawn_worker, parallelism, hash, stats, chunk)
-            }
-            (ordering, _) => ParallelHead::new(
-                rx,
-                stages,
-                S::spawn_worker,
-                parallelism,
-                ordering.unwrap_or(options::Ordering::Ordered),
-                stats,
-                chunk,
-            ),
-        };
+        let head = ParallelHead::from_options_keyed_by(
+            rx,
+            stages,
+            S::spawn_worker,
+            &options,
+            S::KEY,
+            stats,
+        );
         let head = head.with_route_cloned_by(options, route, clone);
         Hopped::new(head, chain, output, drive)
     }

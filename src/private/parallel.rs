@@ -5,7 +5,6 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use pipeline_runtime::chain::DEFAULT_CHUNK;
 use pipeline_runtime::error::Error;
 use pipeline_runtime::fan::{Broadcast, CloneInto, ErrorsPort};
 use pipeline_runtime::metrics::StageStats;
@@ -19,15 +18,6 @@ use super::checks::{RetriesInput, Unknown};
 // its workers as spawned tasks.
 
 pub use pipeline_runtime::parallel::{Clones, ParallelHead, Worker};
-
-/// How many items a parallel stage hands a worker at a time: small for
-/// `io`, whose workers take their chunk's items one after another.
-pub fn parallel_chunk(options: &options::StageOptions) -> usize {
-    match options.parallel {
-        Some(options::Parallelism::Io { .. }) => 16,
-        _ => DEFAULT_CHUNK,
-    }
-}
 
 /// `node` with `parallel`, reading from `rx`: one clone of `stage` per
 /// worker.
@@ -58,15 +48,12 @@ where
     <B as Stage<In>>::Out: Send + 'static,
     <B as Stage<In>>::Error: Send + 'static,
 {
-    let chunk = parallel_chunk(&options);
-    ParallelHead::new(
+    ParallelHead::from_options(
         rx,
         pipeline_runtime::parallel::clones(stage),
         spawn,
-        options.parallel.unwrap_or(options::Parallelism::Fixed(1)),
-        options.ordering.unwrap_or(options::Ordering::Ordered),
+        &options,
         stats,
-        chunk,
     )
 }
 
@@ -101,15 +88,13 @@ where
     K: Fn(&In) -> H + Send + Sync + 'static,
     H: std::hash::Hash,
 {
-    let chunk = parallel_chunk(&options);
-    ParallelHead::by_key(
+    ParallelHead::by_key_from_options(
         rx,
         pipeline_runtime::parallel::clones(stage),
         spawn,
-        options.parallel.unwrap_or(options::Parallelism::Fixed(1)),
+        &options,
         key,
         stats,
-        chunk,
     )
 }
 

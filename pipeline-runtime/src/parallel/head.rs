@@ -100,6 +100,17 @@ pub struct ParallelHead<In, M, O, E, P = LogFailures> {
     policy: Policy<P>,
 }
 
+/// How many items a parallel stage hands a worker at a time: 16 for
+/// `io`, whose workers take their chunk's items one after another (a long
+/// chunk would keep items from idle workers while one waits), else a
+/// segment's chunk ([`DEFAULT_CHUNK`](crate::chain::DEFAULT_CHUNK)).
+pub fn chunk_for(parallelism: Parallelism) -> usize {
+    match parallelism {
+        Parallelism::Io { .. } => 16,
+        Parallelism::Fixed(_) | Parallelism::Cpu => crate::chain::DEFAULT_CHUNK,
+    }
+}
+
 impl<In, M, O, E> ParallelHead<In, M, O, E>
 where
     In: Send + 'static,
@@ -143,6 +154,85 @@ where
                 settle: Settle::Ignore,
                 fatal: None,
             },
+        }
+    }
+
+    /// The head of a parallel node set up by its options: as many workers
+    /// as `parallel` says (one if unset), emitting in its `ordering`
+    /// (input order if unset), with chunks sized for its parallelism
+    /// ([`chunk_for`]). What `pipeline!` builds for `#[parallel = ..]`.
+    pub fn from_options(
+        rx: EdgeReceiver<In>,
+        stages: M,
+        spawn: Spawn<In, M, O, E>,
+        options: &StageOptions,
+        stats: Arc<StageStats>,
+    ) -> Self {
+        let parallelism = options.parallel.unwrap_or(Parallelism::Fixed(1));
+        ParallelHead::new(
+            rx,
+            stages,
+            spawn,
+            parallelism,
+            options.ordering.unwrap_or(Ordering::Ordered),
+            stats,
+            chunk_for(parallelism),
+        )
+    }
+
+    /// [`from_options`](Self::from_options) with a `by_key` ordering: see
+    /// [`by_key`](Self::by_key).
+    pub fn by_key_from_options<K, H>(
+        rx: EdgeReceiver<In>,
+        stages: M,
+        spawn: Spawn<In, M, O, E>,
+        options: &StageOptions,
+        key: K,
+        stats: Arc<StageStats>,
+    ) -> Self
+    where
+        K: Fn(&In) -> H + Send + Sync + 'static,
+        H: Hash,
+    {
+        let parallelism = options.parallel.unwrap_or(Parallelism::Fixed(1));
+        ParallelHead::by_key(
+            rx,
+            stages,
+            spawn,
+            parallelism,
+            key,
+            stats,
+            chunk_for(parallelism),
+        )
+    }
+
+    /// [`from_options`](Self::from_options) for a stage whose own defaults
+    /// may order by key: with `hash` (the hash of an item's key) and an
+    /// ordering that is `by_key` or unset, items of one key go to one
+    /// worker ([`by_hash`](Self::by_hash)); otherwise the options' ordering
+    /// holds and `hash` is not used.
+    pub fn from_options_keyed_by(
+        rx: EdgeReceiver<In>,
+        stages: M,
+        spawn: Spawn<In, M, O, E>,
+        options: &StageOptions,
+        hash: Option<fn(&In) -> u64>,
+        stats: Arc<StageStats>,
+    ) -> Self {
+        match (options.ordering, hash) {
+            (Some(Ordering::ByKey) | None, Some(hash)) => {
+                let parallelism = options.parallel.unwrap_or(Parallelism::Fixed(1));
+                ParallelHead::by_hash(
+                    rx,
+                    stages,
+                    spawn,
+                    parallelism,
+                    hash,
+                    stats,
+                    chunk_for(parallelism),
+                )
+            }
+            _ => ParallelHead::from_options(rx, stages, spawn, options, stats),
         }
     }
 

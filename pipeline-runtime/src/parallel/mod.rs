@@ -124,7 +124,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use head::{ParallelHead, key_hash};
+pub use head::{ParallelHead, chunk_for, key_hash};
 pub use limit::AimdLimit;
 pub use worker::{Clones, Factory, Prototype, Spawn, Worker, clones, factory, spawn};
 
