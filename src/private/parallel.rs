@@ -6,13 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use pipeline_runtime::error::Error;
-use pipeline_runtime::fan::{Broadcast, CloneInto, ErrorsPort};
+use pipeline_runtime::fan::{CloneInto, FailureRoute};
 use pipeline_runtime::metrics::StageStats;
 use pipeline_runtime::options;
 use pipeline_runtime::parallel::JoinHandle;
-use pipeline_runtime::stage::{Failed, Stage};
+use pipeline_runtime::stage::Stage;
 
-use super::checks::{RetriesInput, Unknown};
+use super::checks::Unknown;
 
 // Parallel stages: a node with `parallel` heads its own segment and runs
 // its workers as spawned tasks.
@@ -98,42 +98,22 @@ where
     )
 }
 
-/// A parallel node's error policy and breaker, with no `errors` port and
-/// no retries.
-pub fn parallel_options<In, M, O, E>(
+/// A parallel node's error policy and breaker, under `options`, with
+/// failed items going to `route` (`LogFailures`, or `errors_route(..)`
+/// for a connected `errors` port) and `clone` to copy inputs when the
+/// options retry (`retry_input_cloner(..)`); as [`fuse`](super::fuse)
+/// takes them.
+pub fn parallel_policy<In, M, O, E, P>(
     head: ParallelHead<In, M, O, E>,
     options: options::StageOptions,
+    route: P,
     clone: Option<CloneInto<In>>,
-) -> ParallelHead<In, M, O, E>
+) -> ParallelHead<In, M, O, E, P>
 where
     E: std::fmt::Display,
+    P: FailureRoute<In, E>,
 {
-    head.with_options_cloned_by(options, clone)
-}
-
-/// A parallel node's options that retry failed items.
-pub fn parallel_retrying<In, M, O, E>(
-    head: ParallelHead<In, M, O, E>,
-    options: options::StageOptions,
-) -> ParallelHead<In, M, O, E>
-where
-    In: RetriesInput,
-    E: std::fmt::Display,
-{
-    head.with_options_cloning(options)
-}
-
-/// A parallel node with its `errors` port connected.
-pub fn parallel_with_errors<In, M, O, E>(
-    head: ParallelHead<In, M, O, E>,
-    options: options::StageOptions,
-    errors: Broadcast<Failed<In, E>>,
-) -> ParallelHead<In, M, O, E, ErrorsPort<In, E>>
-where
-    In: Clone,
-    E: std::fmt::Display,
-{
-    head.with_route(options, ErrorsPort::new(errors))
+    head.with_route_cloned_by(options, route, clone)
 }
 
 /// A stage that can run on several workers: each gets its own clone, on

@@ -5,33 +5,42 @@
 use std::sync::Arc;
 
 use pipeline_runtime::chain::{Fuse, Outputs};
-use pipeline_runtime::fan::Broadcast;
+use pipeline_runtime::fan::FailureRoute;
 use pipeline_runtime::metrics::StageStats;
 use pipeline_runtime::options;
 use pipeline_runtime::stage::Stage;
 
 use pipeline_runtime::transform::{Composed, First, Next, Step};
 
-use super::checks::{KeepsInput, RetriesInput, Unknown};
+use super::checks::Unknown;
 
 pub use pipeline_runtime::fan::{CloneInto, ErrorsPort};
 pub use pipeline_runtime::stage::Failed;
 
-/// `upstream >> stage`. The bound is checked here, at the user's tokens.
+/// `upstream >> stage`, run under `options` (`StageOptions::NONE` for a
+/// stage with none), its failed items going to `route` (`LogFailures`, or
+/// `errors_route(..)` for a connected `errors` port), with `clone` to copy
+/// inputs when the options retry (`retry_input_cloner(..)`, which checks
+/// the input can be cloned). The stage's bound is checked here, at the
+/// user's tokens.
 #[allow(clippy::type_complexity)]
-pub fn fuse<A, B>(
+pub fn fuse<A, B, P>(
     upstream: A,
     stage: B,
     stats: Arc<StageStats>,
+    options: options::StageOptions,
+    route: P,
+    clone: Option<CloneInto<A::Out>>,
 ) -> Unknown<
     <B as Stage<A::Out>>::Out,
-    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
+    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error, P>,
 >
 where
     A: Outputs,
     B: Stage<A::Out>,
+    P: FailureRoute<A::Out, <B as Stage<A::Out>>::Error>,
 {
-    Fuse::new(upstream, stage, stats)
+    Fuse::with_route_cloned_by(upstream, stage, stats, options, route, clone)
 }
 
 /// `upstream >> step`, the first of a run of adjacent synchronous
@@ -60,72 +69,6 @@ where
     S: Step<O>,
 {
     run.then(step, stats)
-}
-
-/// `upstream >> stage` where the stage's `errors` port is connected to
-/// `errors`, with its options.
-#[allow(clippy::type_complexity)]
-pub fn fuse_with_errors<A, B>(
-    upstream: A,
-    stage: B,
-    stats: Arc<StageStats>,
-    options: options::StageOptions,
-    errors: Broadcast<Failed<A::Out, <B as Stage<A::Out>>::Error>>,
-) -> Unknown<
-    <B as Stage<A::Out>>::Out,
-    Fuse<
-        A,
-        B,
-        A::Out,
-        <B as Stage<A::Out>>::Out,
-        <B as Stage<A::Out>>::Error,
-        ErrorsPort<A::Out, <B as Stage<A::Out>>::Error>,
-    >,
->
-where
-    A: Outputs,
-    A::Out: KeepsInput,
-    B: Stage<A::Out>,
-{
-    Fuse::with_errors(upstream, stage, stats, options, errors)
-}
-
-/// `upstream >> stage` with its options (no retry).
-#[allow(clippy::type_complexity)]
-pub fn fuse_with_options<A, B>(
-    upstream: A,
-    stage: B,
-    stats: Arc<StageStats>,
-    options: options::StageOptions,
-    clone: Option<CloneInto<A::Out>>,
-) -> Unknown<
-    <B as Stage<A::Out>>::Out,
-    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
->
-where
-    A: Outputs,
-    B: Stage<A::Out>,
-{
-    Fuse::with_options_cloned_by(upstream, stage, stats, options, clone)
-}
-
-/// `upstream >> stage` with options that retry failed items.
-#[allow(clippy::type_complexity)]
-pub fn fuse_retrying<A, B>(
-    upstream: A,
-    stage: B,
-    stats: Arc<StageStats>,
-    options: options::StageOptions,
-) -> Unknown<
-    <B as Stage<A::Out>>::Out,
-    Fuse<A, B, A::Out, <B as Stage<A::Out>>::Out, <B as Stage<A::Out>>::Error>,
->
-where
-    A: Outputs,
-    A::Out: RetriesInput,
-    B: Stage<A::Out>,
-{
-    Fuse::with_options_cloning(upstream, stage, stats, options)
 }
 
 /// The `Ok` and `Err` types of a fallible `#[stage]`'s return type.

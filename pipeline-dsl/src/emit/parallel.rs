@@ -19,6 +19,7 @@ impl Emitter<'_> {
         let private = private_path();
         let chain = local("__pipeline_chain", span);
         let stage = local("__pipeline_stage", span);
+        let input = local("__pipeline_input", span);
         let options_var = local("__pipeline_options", span);
         let rx = local(&self.receiver_var(node).to_string(), span);
         let stats = local(&self.stats_var(node).to_string(), span);
@@ -27,6 +28,7 @@ impl Emitter<'_> {
         let key = crate::options::by_key(&graph.node(node).ir.options);
         let mut code = quote! {
             let #chain = #private::edge_type(&#rx);
+            let #input = #private::edge_type(&#rx);
             let #options_var: #private::options::StageOptions = #options;
         };
         code.extend(quote_spanned! {here=> let #stage = #expr; });
@@ -90,24 +92,26 @@ impl Emitter<'_> {
             },
         };
         code.extend(quote_spanned! {here=> let #chain = #call; });
-        if let Some(broadcast) = self.errors_broadcast(node) {
-            let errors_var = local("__pipeline_errors", span);
-            code.extend(quote! { let #errors_var = #broadcast; });
-            code.extend(quote_spanned! {here=>
-                let #chain = #private_here::parallel_with_errors(#chain, #options_var, #errors_var);
-            });
-        } else {
-            if self.retries(node) {
-                code.extend(quote_spanned! {here=>
-                    let #chain = #private_here::parallel_retrying(#chain, #options_var);
-                });
-            } else {
-                let cloner = self.input_cloner(node);
-                code.extend(quote_spanned! {here=>
-                    let #chain = #private_here::parallel_options(#chain, #options_var, #cloner);
-                });
+        // The node's failure policy: typed from its input, which the
+        // route keeps and the cloner copies.
+        let retries = self.retries(node);
+        let errors = !self.graph.port_outputs(node, "errors").is_empty();
+        let route = match self.errors_broadcast(node) {
+            Some(broadcast) => {
+                let errors_var = local("__pipeline_errors", span);
+                code.extend(quote! { let #errors_var = #broadcast; });
+                quote_spanned!(here=> #private_here::errors_route(&#input, #errors_var))
             }
-        }
+            None => quote!(#private::LogFailures),
+        };
+        let cloner = if retries && !errors {
+            quote_spanned!(here=> #private_here::retry_input_cloner(&#input))
+        } else {
+            self.input_cloner(node)
+        };
+        code.extend(quote_spanned! {here=>
+            let #chain = #private_here::parallel_policy(#chain, #options_var, #route, #cloner);
+        });
         code
     }
 }

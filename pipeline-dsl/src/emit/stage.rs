@@ -56,31 +56,51 @@ impl Emitter<'_> {
         }
         if let Some(ty) = self.stage_type(node) {
             code.extend(self.attach_code(node, &ty, retries));
-        } else if errors.is_empty() {
-            let function = match (retries, has_options) {
-                (true, _) => quote_spanned!(here=> fuse_retrying),
-                (false, true) => quote_spanned!(here=> fuse_with_options),
-                (false, false) => quote_spanned!(here=> fuse),
+        } else {
+            // One entry point: the options (none, for a stage without),
+            // where failed items go, and how to copy inputs for retries.
+            let options = if has_options || !errors.is_empty() {
+                quote!(#options_var)
+            } else {
+                quote!(::pipeline::__private::options::StageOptions::NONE)
             };
-            let cloner = match (retries, has_options) {
-                (false, true) => {
-                    let cloner = self.input_cloner(node);
-                    quote_spanned!(here=> , #cloner)
-                }
-                _ => quote!(),
+            let route = self.failure_route(node, &mut code);
+            let cloner = if retries && errors.is_empty() {
+                quote_spanned!(here=> #private_here::retry_input_cloner(&#chain))
+            } else {
+                quote!(::std::option::Option::None)
             };
-            let options_arg = has_options.then(|| quote_spanned!(here=> , #options_var #cloner));
+            // Bound before the call, which moves the chain they look at.
+            let route_var = local("__pipeline_route", span);
+            let cloner_var = local("__pipeline_cloner", span);
             code.extend(quote_spanned! {here=>
-                let #chain = #private_here::#function(#chain, #stage, ::std::sync::Arc::clone(&#stats) #options_arg);
-            });
-        } else if let Some(broadcast) = self.errors_broadcast(node) {
-            let errors_var = local("__pipeline_errors", span);
-            code.extend(quote! { let #errors_var = #broadcast; });
-            code.extend(quote_spanned! {here=>
-                let #chain = #private_here::fuse_with_errors(#chain, #stage, ::std::sync::Arc::clone(&#stats), #options_var, #errors_var);
+                let #route_var = #route;
+                let #cloner_var = #cloner;
+                let #chain = #private_here::fuse(#chain, #stage, ::std::sync::Arc::clone(&#stats), #options, #route_var, #cloner_var);
             });
         }
         code
+    }
+
+    /// Where a node's failed items go: its connected `errors` port
+    /// (`errors_route`, which checks its input can be kept), else
+    /// `LogFailures`. The port's outlet is bound in `code` first.
+    pub(super) fn failure_route(&self, node: NodeIndex, code: &mut TokenStream) -> TokenStream {
+        let span = self.graph.node(node).ir.span();
+        let here = Span::mixed_site().located_at(span);
+        let private_here = private_path_at(here);
+        let chain = local("__pipeline_chain", span);
+        match self.errors_broadcast(node) {
+            Some(broadcast) => {
+                let errors_var = local("__pipeline_errors", span);
+                code.extend(quote! { let #errors_var = #broadcast; });
+                quote_spanned!(here=> #private_here::errors_route(&#chain, #errors_var))
+            }
+            None => {
+                let private = private_path();
+                quote!(#private::LogFailures)
+            }
+        }
     }
 
     /// `chain >> node` for a node of a composed run: the first of the run,
