@@ -50,6 +50,14 @@ pub use stage::*;
 // of the expansion.
 
 pub use pipeline_runtime::chain::{Chain, DEFAULT_CHUNK, Fuse, Head, Outputs, drive};
+// Not named by generated code, but by rustc in its messages about it (a
+// stage that cannot be sent, a pipeline that cannot be spawned): re-exported
+// here so those messages name a path of `pipeline`, not of a crate the user
+// does not depend on.
+pub use pipeline_runtime::segments::{Segments, SpawnList};
+pub use pipeline_runtime::transform::{
+    Composed, Filter, FilterMap, FlatMap, Inspect, Map, Skip, Take, Then,
+};
 pub use pipeline_runtime::error::Error;
 pub use pipeline_runtime::graph::NodeKind;
 pub use pipeline_runtime::io::{Iter, Stream, StreamSource};
