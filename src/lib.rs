@@ -39,11 +39,11 @@ pub use pipeline_runtime::batch::Batch;
 pub use pipeline_runtime::envelope::Envelope;
 pub use pipeline_runtime::io::Collected;
 pub use pipeline_runtime::lifecycle::{Pipeline, PipelineHandle};
+pub use pipeline_runtime::metrics::{Report, StageReport};
 /// What a [`Pipeline`] runs: the bounds of [`Pipeline::run`] (`Body`) and
 /// [`Pipeline::spawn`] (`SpawnBody`), for a function generic over the
 /// pipelines it takes.
 pub use pipeline_runtime::segments::{Body, SpawnBody};
-pub use pipeline_runtime::metrics::{Report, StageReport};
 pub use pipeline_runtime::stage::{Emit, Source, Stage, StageContext, SyncStage};
 
 // The modules below choose their items one by one. The runtime has many

@@ -54,17 +54,17 @@ pub use pipeline_runtime::chain::{Chain, DEFAULT_CHUNK, Fuse, Head, Outputs, dri
 // stage that cannot be sent, a pipeline that cannot be spawned): re-exported
 // here so those messages name a path of `pipeline`, not of a crate the user
 // does not depend on.
-pub use pipeline_runtime::segments::{Segments, SpawnList};
-pub use pipeline_runtime::transform::{
-    Composed, Filter, FilterMap, FlatMap, Inspect, Map, Skip, Take, Then,
-};
 pub use pipeline_runtime::error::Error;
 pub use pipeline_runtime::graph::NodeKind;
 pub use pipeline_runtime::io::{Iter, Stream, StreamSource};
 pub use pipeline_runtime::lifecycle::{Control, Pipeline};
 pub use pipeline_runtime::metrics::StageStats;
+pub use pipeline_runtime::segments::{Segments, SpawnList};
 pub use pipeline_runtime::stage::{
     BoxError, Emit, Failures, IsSink, Never, Pull, Source, Stage, StageContext, SyncStage,
+};
+pub use pipeline_runtime::transform::{
+    Composed, Filter, FilterMap, FlatMap, Inspect, Map, Skip, Take, Then,
 };
 pub use std::future::Future;
 pub use std::result::Result;
