@@ -75,8 +75,8 @@ fn a_lone_builtin_or_one_with_an_option_is_fused_on_its_own() {
     });
     assert!(!code.contains("::compose"), "{code}");
     // `map` and `discard` run with no options, `filter` with its own.
-    assert_eq!(code.matches("::fuse(").count(), 3, "{code}");
-    assert_eq!(code.matches("StageOptions::NONE").count(), 2, "{code}");
+    assert_eq!(code.matches("::fuse(").count(), 2, "{code}");
+    assert_eq!(code.matches("::fuse_with(").count(), 1, "{code}");
     let code = expansion(quote! {
         iter(v) >> map(|x| x) >> then(|x| async move { x }) >> discard();
     });

@@ -57,13 +57,15 @@ impl Emitter<'_> {
         if let Some(ty) = self.stage_type(node) {
             code.extend(self.attach_code(node, &ty, retries));
         } else {
-            // One entry point: the options (none, for a stage without),
-            // where failed items go, and how to copy inputs for retries.
-            let options = if has_options || !errors.is_empty() {
-                quote!(#options_var)
-            } else {
-                quote!(::pipeline::__private::options::StageOptions::NONE)
-            };
+            if !has_options && errors.is_empty() {
+                // The common case, built from constants.
+                code.extend(quote_spanned! {here=>
+                    let #chain = #private_here::fuse(#chain, #stage, ::std::sync::Arc::clone(&#stats));
+                });
+                return code;
+            }
+            // The options, where failed items go, and how to copy inputs
+            // for retries.
             let route = self.failure_route(node, &mut code);
             let cloner = if retries && errors.is_empty() {
                 quote_spanned!(here=> #private_here::retry_input_cloner(&#chain))
@@ -76,7 +78,7 @@ impl Emitter<'_> {
             code.extend(quote_spanned! {here=>
                 let #route_var = #route;
                 let #cloner_var = #cloner;
-                let #chain = #private_here::fuse(#chain, #stage, ::std::sync::Arc::clone(&#stats), #options, #route_var, #cloner_var);
+                let #chain = #private_here::fuse_with(#chain, #stage, ::std::sync::Arc::clone(&#stats), #options_var, #route_var, #cloner_var);
             });
         }
         code
