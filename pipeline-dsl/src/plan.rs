@@ -497,7 +497,8 @@ mod tests {
     use super::*;
     use crate::diagnostics::Diagnostics;
 
-    /// The plan of a pipeline the checks accept, in words.
+    /// The plan of a pipeline the checks accept, in words (the inline
+    /// snapshots below are `Plan::describe`'s output).
     fn plan_of(tokens: TokenStream) -> String {
         let mut diagnostics = Diagnostics::new();
         let ast = crate::parse::parse(tokens, &mut diagnostics);
@@ -509,33 +510,36 @@ mod tests {
 
     #[test]
     fn cheap_built_ins_compose_into_one_pass_and_the_source_reads_long_chunks() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 iter(v) >> skip(1) >> map(|x| x + 1) >> filter(|x| *x > 2) >> take(9) >> for_each(|x| drop(x));
             }),
-            "0: iter >> [skip >> map >> filter >> take >> for_each] (long chunks)"
+            @"0: iter >> [skip >> map >> filter >> take >> for_each] (long chunks)"
         );
     }
 
     #[test]
     fn a_users_stage_or_an_async_closure_breaks_a_composed_run() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 iter(v) >> map(|x| x) >> filter(|x| true) >> parse >> inspect(|x| ()) >> for_each(|x| async move { drop(x) });
             }),
-            "0: iter >> [map >> filter] >> parse >> inspect >> for_each"
+            @"0: iter >> [map >> filter] >> parse >> inspect >> for_each"
         );
     }
 
     #[test]
     fn an_option_or_an_errors_port_keeps_a_built_in_out_of_a_composed_run() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 checked = iter(v) >> map(|x| x) >> #[on_error = ignore] map(|x| x) >> map(|x| x) >> ok();
                 checked >> discard();
                 checked[errors] >> discard();
             }),
-            "0: iter >> map >> map#2 >> map#3 >> checked >> discard\n1: inlet discard#2"
+            @"
+            0: iter >> map >> map#2 >> map#3 >> checked >> discard
+            1: inlet discard#2
+        "
         );
     }
 
@@ -550,34 +554,40 @@ mod tests {
 
     #[test]
     fn an_accumulation_with_a_deadline_reads_an_edge_and_one_without_is_fused() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 iter(v) >> accumulate(key = |x| *x, max_items = 10, max_latency = 5ms) >> discard();
             }),
-            "0: iter\n1: inlet accumulate >> discard"
+            @"
+            0: iter
+            1: inlet accumulate >> discard
+        "
         );
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 iter(v) >> map(|x| x) >> accumulate(key = |x| *x, max_items = 10) >> discard();
             }),
-            "0: iter >> map >> accumulate >> discard (long chunks)"
+            @"0: iter >> map >> accumulate >> discard (long chunks)"
         );
     }
 
     #[test]
     fn a_parallel_stage_reads_an_edge_but_take_never_runs_on_workers() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 #![parallel = 4]
                 iter(v) >> map(|x| x) >> take(3) >> discard();
             }),
-            "0: iter\n1: inlet map (workers) >> take >> discard"
+            @"
+            0: iter
+            1: inlet map (workers) >> take >> discard
+        "
         );
     }
 
     #[test]
     fn a_fan_out_that_merges_back_is_a_diamond_in_one_segment() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 numbers = iter(v);
                 sum = for_each(|x| drop(x));
@@ -585,19 +595,23 @@ mod tests {
                 numbers >> filter(|x| *x > 1) >> sum;
                 numbers >> sum;
             }),
-            "0: numbers >> <map | filter | -> >> sum"
+            @"0: numbers >> <map | filter | -> >> sum"
         );
     }
 
     #[test]
     fn a_branch_feeds_a_segment_per_port_in_dependency_order() {
-        assert_eq!(
+        insta::assert_snapshot!(
             plan_of(quote! {
                 split = iter(v) >> branch(|x, [big, small]| if *x > 1 { big } else { small });
                 split[big] >> map(|x| x) >> discard();
                 split[small] >> discard();
             }),
-            "0: iter >> split\n1: inlet map >> discard\n2: inlet discard#2"
+            @"
+            0: iter >> split
+            1: inlet map >> discard
+            2: inlet discard#2
+        "
         );
     }
 }
