@@ -1,5 +1,5 @@
-//! The `pipeline!` and `#[stage]` front ends (parse, graph, validate,
-//! codegen) on arbitrary token streams: never a panic, and an expansion
+//! The `pipeline!` and `#[stage]` front ends (parse, lower, graph, check,
+//! plan, emit) on arbitrary token streams: never a panic, and an expansion
 //! rustc can read, with one `compile_error!` per reported error. The
 //! proptest version is `pipeline-dsl/tests/no_panic.rs`.
 //!
@@ -48,6 +48,8 @@ const PIECES: &[&str] = &[
     "flat_map(|x| vec![x])",
     "inspect(|x| println!(\"{x}\"))",
     "then(|x| async move { x })",
+    "take(3)",
+    "skip(0)",
     "ok()",
     "for_each(|x| println!(\"{x}\"))",
     "for_each(|x| async move { drop(x) })",

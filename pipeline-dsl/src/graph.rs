@@ -1,4 +1,4 @@
-//! Phase 2: the syntax tree as a graph of nodes and edges.
+//! Phase 3: the lowered IR as a graph of nodes and edges.
 //!
 //! Every stage written in the pipeline is a node; a name bound with `=`
 //! refers to the last node of its statement, so `orders >> audit` adds an
@@ -9,7 +9,7 @@
 //! Building the graph resolves names, which is where the errors about names
 //! come from: a name bound twice, a port of a name that is bound nowhere,
 //! a port used as the input of a stage. Everything else is checked on the
-//! finished graph by [`validate`](crate::validate).
+//! finished graph by [`check`](crate::check).
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,7 +42,7 @@ pub struct Node {
     pub alone: bool,
     /// Whether an error already reported explains the node's missing
     /// input or output (it follows a name that could not be resolved, it
-    /// feeds a port, or its binding was a duplicate), so validation does
+    /// feeds a port, or its binding was a duplicate), so the checks do
     /// not report it again.
     pub excused: bool,
 }

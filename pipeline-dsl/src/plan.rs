@@ -9,8 +9,8 @@
 //! synchronous built-ins are *composed* into one pass, and a source
 //! followed only by cheap built-ins reads *long chunks*.
 //!
-//! Nothing here makes tokens: [`emit`](crate::emit) reads the plan. The
-//! plan's [`Display`](std::fmt::Display) is what its unit tests compare.
+//! Nothing here makes tokens: [`emit`](crate::emit) reads the plan.
+//! [`Plan::describe`] renders it in words, which its unit tests snapshot.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

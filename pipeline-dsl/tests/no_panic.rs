@@ -3,7 +3,7 @@
 //! ("proc macro panicked") instead of pointing at the user's mistake.
 //!
 //! Random token sequences built from the DSL's alphabet go through
-//! [`expand_pipeline`] (parse, graph, validate, codegen). For every input
+//! [`expand_pipeline`] (parse, lower, graph, check, plan, emit). For every input
 //! the expansion must:
 //!
 //! - not panic;
@@ -230,6 +230,8 @@ const CALLS: &[&str] = &[
     "filter(|x| *x > 1)",
     "inspect(|x| println!(\"{x}\"))",
     "then(|x| async move { x })",
+    "take(3)",
+    "skip(0)",
     "for_each(|x| println!(\"{x}\"))",
     "for_each(|x| async move { drop(x) })",
     "discard()",
@@ -347,6 +349,9 @@ const NODES: &[(&str, Role)] = &[
     ("flat_map(|x| vec![x, x])", Role::Transform),
     ("inspect(|x| println!(\"{x}\"))", Role::Transform),
     ("then(|x| async move { x })", Role::Transform),
+    ("take(3)", Role::Transform),
+    ("skip(1)", Role::Transform),
+    ("take(0)", Role::Wrong),
     ("for_each(|x| println!(\"{x}\"))", Role::Sink),
     ("for_each(async |x| drop(x))", Role::Sink),
     ("for_each(|x| async move { drop(x) })", Role::Sink),
@@ -626,6 +631,8 @@ fn wired_graph() -> impl Strategy<Value = String> {
         "filter(|x| *x > 1)",
         "inspect(|x| println!(\"{x}\"))",
         "then(|x| async move { x })",
+        "take(2)",
+        "skip(1)",
         "parse",
     ];
     const SINKS: &[&str] = &[

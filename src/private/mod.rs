@@ -20,8 +20,8 @@
 //! - `open`: a pipeline ending in `output()`;
 //! - `invalid`: the stub pipelines after an error.
 //!
-//! The submodules are private, so each item has one path, the flat one,
-//! which is also the one rustc names in its messages.
+//! The submodules are private (but `ops`), so each item has one path, the
+//! flat one, which is also the one rustc names in its messages.
 
 mod accumulate;
 mod attach;

@@ -20,12 +20,12 @@
 //! land on the user's tokens. When a check failed, the segments that had
 //! no error of their own are still emitted (inside a closure that never
 //! runs) so the IDE keeps checking them, followed by the errors and a stub
-//! pipeline of the right type ([`fallback`]).
+//! pipeline of the right type (`fallback`).
 //!
-//! One file per concern: [`segment`] (heads, diamonds, outlets),
-//! [`stage`] (a stage fused to its chain), [`accumulate`], [`parallel`],
-//! [`description`] (counters, edges and the graph a pipeline describes
-//! itself with) and [`fallback`].
+//! One file per concern: `segment` (heads, diamonds, outlets), `stage` (a
+//! stage fused to its chain), `accumulate`, `parallel`, `description`
+//! (counters, edges and the graph a pipeline describes itself with) and
+//! `fallback`.
 
 mod accumulate;
 mod description;

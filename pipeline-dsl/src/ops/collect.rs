@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `collect`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "collect",
         Kind::Sink,

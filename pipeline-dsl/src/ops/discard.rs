@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `discard`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "discard",
         Kind::Sink,

@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `flat_map`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "flat_map",
         Kind::Transform,

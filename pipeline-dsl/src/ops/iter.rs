@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `iter`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "iter",
         Kind::Source,

@@ -337,7 +337,7 @@ pub fn emit_by_wiring(_: &Call, _: &Emit) -> TokenStream {
     TokenStream::new()
 }
 
-/// `__private::name(first_argument)`: an IO operator taking one value
+/// `__private::ops::name(first_argument)`: an IO operator taking one value
 /// (`channel(sender)`, `sink(s)`).
 pub fn emit_io_one(call: &Call, _: &Emit) -> TokenStream {
     let span = call.func_span();
@@ -352,7 +352,7 @@ pub fn always(_: &Call) -> bool {
     true
 }
 
-/// The usual emission of a source: `__private::name(args)`.
+/// The usual emission of a source: `__private::ops::name(args)`.
 pub fn emit_source(call: &Call, _: &Emit) -> TokenStream {
     let span = call.func_span();
     let ops = ops_at(span);
@@ -361,7 +361,7 @@ pub fn emit_source(call: &Call, _: &Emit) -> TokenStream {
     quote_spanned!(span=> #ops::#func(#(#args),*))
 }
 
-/// The usual emission of a stage: `__private::name(marker(&chain), args)`,
+/// The usual emission of a stage: `__private::ops::name(marker(&chain), args)`,
 /// the marker telling its closure the item type.
 pub fn emit_stage(call: &Call, emit: &Emit) -> TokenStream {
     emit_stage_named(call, emit, call.op.name)

@@ -31,9 +31,8 @@ fn read(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnostics) -
     let Some(inner) = super::operator_of(inner_call) else {
         return Read::Args(Args::Io(io));
     };
-    if inner.name == "push" {
-        diagnostics.error_spanned(inner_call, super::push::made_outside());
-    } else if inner.kind != Kind::Source {
+    // `push` is a source its own reader refuses, with its message.
+    if inner.kind != Kind::Source {
         diagnostics.error_spanned(
             &inner_call.func,
             format!(

@@ -10,6 +10,7 @@ use crate::diagnostics::Diagnostics;
 pub(crate) static OP: Operator = Operator {
     read,
     fallible: false,
+    calls_per_item: false,
     composable: super::always,
     runs_as_one: Some("keeps count of the items it has seen"),
     ..Operator::new(
@@ -33,7 +34,7 @@ fn read(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnostics) -
                 diagnostics.error_spanned(
                     int,
                     format!(
-                        "`skip` takes a count of items, without a unit; write `skip({})`",
+                        "`skip` takes a `usize` count of items; write `skip({})` without the suffix",
                         int.base10_digits()
                     ),
                 );

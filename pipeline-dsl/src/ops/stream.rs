@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `stream`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "stream",
         Kind::Source,

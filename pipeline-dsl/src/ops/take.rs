@@ -12,6 +12,7 @@ use crate::diagnostics::Diagnostics;
 pub(crate) static OP: Operator = Operator {
     read,
     fallible: false,
+    calls_per_item: false,
     composable: super::always,
     runs_as_one: Some("keeps count of the items it has seen"),
     ..Operator::new(
@@ -35,7 +36,7 @@ fn read(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnostics) -
                 diagnostics.error_spanned(
                     int,
                     format!(
-                        "`take` takes a count of items, without a unit; write `take({})`",
+                        "`take` takes a `usize` count of items; write `take({})` without the suffix",
                         int.base10_digits()
                     ),
                 );

@@ -5,7 +5,6 @@ use super::{Kind, Operator};
 /// `then`.
 pub(crate) static OP: Operator = Operator {
     fallible: false,
-
     ..Operator::new(
         "then",
         Kind::Transform,

@@ -9,9 +9,7 @@ use super::{Call, Emit, Kind, Operator, ops_at};
 
 /// `through`.
 pub(crate) static OP: Operator = Operator {
-    named: &[],
     read: super::args::plain_io,
-    arity: (2, 2),
     fallible: false,
     wraps_chain: true,
     ..Operator::new(

@@ -1,5 +1,6 @@
 //! Item-major runs of synchronous built-ins: adjacent `map`, `filter`,
-//! `filter_map` and `inspect`, and a synchronous `for_each` ending them,
+//! `filter_map`, `inspect`, `take` and `skip`, and a synchronous
+//! `for_each` ending them,
 //! composed into one pass over a chunk.
 //!
 //! A [`Fuse`](crate::chain::Fuse) per stage runs stage-major: each stage
