@@ -20,7 +20,7 @@ use proc_macro2::{Delimiter, TokenStream, TokenTree};
 
 /// The most `__private` items generated code may name. Lower it when the
 /// surface shrinks; raising it needs a reason in the commit.
-const LIMIT: usize = 96;
+const LIMIT: usize = 95;
 
 #[test]
 fn generated_code_names_few_private_items() {

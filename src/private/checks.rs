@@ -49,11 +49,6 @@ pub fn type_of<T>(_: &T) -> PhantomData<T> {
     PhantomData
 }
 
-/// The item type of the edge `rx` reads, as a [`PhantomData`].
-pub fn item_of<In>(_: &pipeline_runtime::channel::EdgeReceiver<In>) -> PhantomData<In> {
-    PhantomData
-}
-
 /// Checks that the last stage of a chain is a sink.
 pub fn ends_in_sink<S: EndsInSink>(_: &S) {}
 

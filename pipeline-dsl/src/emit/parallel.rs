@@ -56,7 +56,7 @@ impl Emitter<'_> {
         };
         code.extend(quote_spanned! {here=>
             let (#rx_checked, #stage) = {
-                let input = #private_here::item_of(&#rx);
+                let input = #private_here::marker(&#private_here::edge_type(&#rx));
                 let stage = #private_here::type_of(&#stage);
                 let name = #name;
                 let checked = #private_here::WorkerInput::checked(name, input, (#rx, #stage));
@@ -80,7 +80,7 @@ impl Emitter<'_> {
                 let key_here = Span::mixed_site().located_at(syn::spanned::Spanned::span(&key));
                 let private_key = private_path_at(key_here);
                 code.extend(quote_spanned! {key_here=>
-                    let #key_var = #private_key::key_for(#private_key::item_of(&#rx_checked), #key);
+                    let #key_var = #private_key::key_for(#private_key::marker(&#private_key::edge_type(&#rx_checked)), #key);
                     let #key_var = #private_key::WorkerKey::checked(#private_key::key_fn(&#key_var), #key_var);
                 });
                 quote_spanned! {here=>
