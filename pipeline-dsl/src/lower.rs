@@ -30,14 +30,7 @@ pub struct Pipeline {
 }
 
 /// `name = a >> b >> c;` or `a >> b >> c;`, lowered.
-pub struct Statement {
-    /// The name bound to the chain's last node.
-    pub binding: Option<Ident>,
-    /// The nodes of the chain, in order.
-    pub nodes: Vec<Node>,
-    /// The `>>` before each node after the first.
-    pub edges: Vec<TokenStream>,
-}
+pub type Statement = crate::parse::Statement<Node>;
 
 /// One node as written: what it is, its options, and what was wrong with
 /// them.

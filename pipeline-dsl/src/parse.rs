@@ -23,12 +23,13 @@ pub struct PipelineAst {
     pub statements: Vec<Statement>,
 }
 
-/// `name = a >> b >> c;` or `a >> b >> c;`
-pub struct Statement {
+/// `name = a >> b >> c;` or `a >> b >> c;`, its nodes as parsed
+/// ([`NodeAst`]) or lowered ([`lower::Node`](crate::lower::Node)).
+pub struct Statement<N = NodeAst> {
     /// The name bound to the chain's last node.
     pub binding: Option<Ident>,
     /// The nodes of the chain, in order.
-    pub nodes: Vec<NodeAst>,
+    pub nodes: Vec<N>,
     /// The `>>` before each node after the first (`edges[i]` precedes
     /// `nodes[i + 1]`).
     pub edges: Vec<TokenStream>,
@@ -42,32 +43,6 @@ pub struct NodeAst {
     pub target: Target,
     /// The node's tokens, for spans.
     pub tokens: TokenStream,
-}
-
-impl NodeAst {
-    /// The name the node is known by in reports and messages.
-    pub fn display_name(&self) -> String {
-        match &self.target {
-            Target::Name(ident) => ident.to_string(),
-            Target::Path(path) => path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_else(|| "stage".into()),
-            Target::Port { owner, port } => format!("{owner}[{port}]"),
-            Target::Expr(expr) => describe_expr(expr),
-        }
-    }
-
-    /// The span of the node's first token.
-    pub fn span(&self) -> Span {
-        self.tokens
-            .clone()
-            .into_iter()
-            .next()
-            .map(|t| t.span())
-            .unwrap_or_else(Span::call_site)
-    }
 }
 
 /// What a node refers to.
@@ -430,13 +405,14 @@ mod tests {
     #[test]
     fn chain_flattens_in_order() {
         let ast = parse_ok(quote! { iter(v) >> parse >> map(|x| x + 1) >> for_each(f); });
-        let names: Vec<_> = ast.statements[0]
+        assert_eq!(ast.statements[0].edges.len(), 3);
+        let lowered = crate::lower::lower(ast);
+        let names: Vec<_> = lowered.statements[0]
             .nodes
             .iter()
-            .map(NodeAst::display_name)
+            .map(crate::lower::Node::display_name)
             .collect();
         assert_eq!(names, ["iter", "parse", "map", "for_each"]);
-        assert_eq!(ast.statements[0].edges.len(), 3);
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub use pipeline_runtime::stage::{
     BoxError, Emit, Failures, IsSink, Never, Pull, Source, Stage, StageContext, SyncStage,
 };
 pub use pipeline_runtime::transform::{
-    Composed, Filter, FilterMap, FlatMap, Inspect, Map, Skip, Take, Then,
+    Composed, Counted, Filter, FilterMap, FlatMap, Inspect, Map, Then,
 };
 pub use std::future::Future;
 pub use std::result::Result;

@@ -84,6 +84,43 @@ pub fn counted(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnos
     Read::Args(Args::Plain)
 }
 
+/// Reads an operator taking one count of items (`take(n)`, `skip(n)`): a
+/// literal is checked here (no suffix but `usize`, and not zero, which
+/// `zero` explains); any other expression is a `usize` rustc checks.
+pub fn item_count(
+    op: &'static Operator,
+    call: &ExprCall,
+    zero: &str,
+    diagnostics: &mut Diagnostics,
+) -> Read {
+    if let malformed @ Read::Malformed(_) = counted(op, call, diagnostics) {
+        return malformed;
+    }
+    let name = op.name;
+    if let Some(Expr::Lit(syn::ExprLit { lit, .. })) = call.args.first() {
+        match lit {
+            syn::Lit::Int(int) if !int.suffix().is_empty() && int.suffix() != "usize" => {
+                diagnostics.error_spanned(
+                    int,
+                    format!(
+                        "`{name}` takes a `usize` count of items; write `{name}({})` without the suffix",
+                        int.base10_digits()
+                    ),
+                );
+            }
+            syn::Lit::Int(int) if int.base10_parse::<u64>().is_ok_and(|n| n == 0) => {
+                diagnostics.error_spanned(int, zero);
+            }
+            syn::Lit::Int(_) => {}
+            other => diagnostics.error_spanned(
+                other,
+                format!("`{name}` takes a count of items, as in `{}`", op.usage),
+            ),
+        }
+    }
+    Read::Args(Args::Plain)
+}
+
 /// Reads an IO operator's arguments, reporting every mistake: the number
 /// of positional arguments, unknown or repeated named ones (with a
 /// did-you-mean), and their values (units, zero).

@@ -3,9 +3,9 @@
 //! still read (to end an endless source, bound it, as `interval(.., take = n)`
 //! does).
 
-use syn::{Expr, ExprCall, Lit};
+use syn::ExprCall;
 
-use super::{Args, Kind, Operator, Read};
+use super::{Kind, Operator, Read};
 use crate::diagnostics::Diagnostics;
 
 /// `take`.
@@ -24,31 +24,11 @@ pub(crate) static OP: Operator = Operator {
     )
 };
 
-/// A literal count is checked here; any other expression is a `usize`
-/// rustc checks.
 fn read(op: &'static Operator, call: &ExprCall, diagnostics: &mut Diagnostics) -> Read {
-    if let malformed @ Read::Malformed(_) = super::args::counted(op, call, diagnostics) {
-        return malformed;
-    }
-    if let Some(Expr::Lit(syn::ExprLit { lit, .. })) = call.args.first() {
-        match lit {
-            Lit::Int(int) if !int.suffix().is_empty() && int.suffix() != "usize" => {
-                diagnostics.error_spanned(
-                    int,
-                    format!(
-                        "`take` takes a `usize` count of items; write `take({})` without the suffix",
-                        int.base10_digits()
-                    ),
-                );
-            }
-            Lit::Int(int) if int.base10_parse::<u64>().is_ok_and(|n| n == 0) => {
-                diagnostics.error_spanned(int, "`take(0)` would pass no item; take 1 or more");
-            }
-            Lit::Int(_) => {}
-            other => {
-                diagnostics.error_spanned(other, "`take` takes a count of items, as in `take(10)`")
-            }
-        }
-    }
-    Read::Args(Args::Plain)
+    super::args::item_count(
+        op,
+        call,
+        "`take(0)` would pass no item; take 1 or more",
+        diagnostics,
+    )
 }
